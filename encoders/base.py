@@ -1,0 +1,52 @@
+"""Frozen feature extractors: the common base of image and audio encoders.
+
+Shape letters: B batch, N tokens, D encoder width.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from encoders.weights import read_state_dict
+
+logger = logging.getLogger(__name__)
+
+
+class FrozenEncoder(nn.Module):
+    """Wraps a pretrained network whose weights never train.
+
+    `requires_grad_(False)` keeps its parameters out of every optimiser, `train()` is overridden so it
+    stays in eval mode (dropout off, norm statistics fixed) inside a model that is training, and the
+    forward pass runs under `torch.no_grad()`.
+    """
+
+    modality: str = ""
+    width: int = 0  # D of the returned tokens
+
+    def freeze(self) -> FrozenEncoder:
+        self.requires_grad_(False)
+        return super().train(False)
+
+    def train(self, mode: bool = True) -> FrozenEncoder:  # noqa: ARG002 - frozen: always eval
+        return super().train(False)
+
+    def convert_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Hook for families whose checkpoints use other parameter names."""
+        return state
+
+    def load_weights(self, path: str | Path, strict: bool = True) -> None:
+        """Load a local checkpoint (safetensors, or a torch file read with weights_only=True)."""
+        state = self.convert_state_dict(read_state_dict(path))
+        result = self.load_state_dict(state, strict=False, assign=True)
+        missing = [k for k in result.missing_keys]
+        if strict and missing:
+            raise ValueError(
+                f"{path}: checkpoint is missing {len(missing)} encoder parameters, e.g. {missing[:3]}"
+            )
+        if result.unexpected_keys:
+            logger.info("%s: ignored %d unused checkpoint entries", path, len(result.unexpected_keys))
+        self.freeze()

@@ -1,0 +1,31 @@
+"""mm: a vision-audio-language chat model (frozen encoders, Q-Former bridges, a GLM-family LLM).
+
+    import mm
+    model = mm.load("mm-tiny")
+    answer, history = model.chat("What colour is the circle?", image="shapes.png")
+
+Heavy modules load on first use, so `import mm` and `mm --help` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mm.errors import InputError
+
+if TYPE_CHECKING:
+    from mm.chat import MMChat, load
+    from mm.config import MMConfig
+
+__all__ = ["InputError", "MMChat", "MMConfig", "load"]
+__version__ = "0.1.0"
+
+_LAZY = {"MMChat": "mm.chat", "load": "mm.chat", "MMConfig": "mm.config"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mm' has no attribute {name!r}")

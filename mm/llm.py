@@ -1,0 +1,84 @@
+"""The language model: build the GLM shape from `LLMConfig`, or load any causal LM from a local directory.
+
+The tiny GLM is transformers' `GlmForCausalLM` at a small size. Full-scale weights come from the user's
+disk: a transformers checkpoint directory (native GLM, Qwen, Llama, ...) or, with
+`trust_remote_code=True` given by the user, a remote-code checkpoint such as ChatGLM-6B.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GlmConfig, GlmForCausalLM, PreTrainedModel
+from transformers import PreTrainedTokenizerBase
+
+from mm.config import LLMConfig
+from mm.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def glm_config(cfg: LLMConfig, pad_token_id: int = 0, eos_token_id: int = 1) -> GlmConfig:
+    if cfg.arch != "glm":
+        raise ValueError(f"LLM arch {cfg.arch!r} cannot be built as GlmForCausalLM; load it from a checkpoint")
+    return GlmConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        head_dim=cfg.head_dim,
+        partial_rotary_factor=cfg.partial_rotary_factor,
+        max_position_embeddings=cfg.max_position_embeddings,
+        rms_norm_eps=cfg.rms_norm_eps,
+        rope_theta=cfg.rope_theta,
+        attention_bias=cfg.attention_bias,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        pad_token_id=pad_token_id,
+        eos_token_id=eos_token_id,
+    )
+
+
+def build_llm(cfg: LLMConfig) -> PreTrainedModel:
+    """Randomly initialised GLM of this shape (wrap in `torch.device("meta")` for a weightless one)."""
+    model = GlmForCausalLM(glm_config(cfg))
+    model.generation_config.pad_token_id = 0
+    return model
+
+
+def chatglm_v1_parameters(cfg: LLMConfig) -> int:
+    """Parameter count of a ChatGLM-6B (v1) shaped model, which transformers has no native class for.
+
+    Per layer: input/post LayerNorms, fused QKV with bias, output dense, GELU MLP (h -> ffn -> h);
+    plus word embeddings and a final LayerNorm (THUDM/chatglm-6b modeling code). Its output layer shares
+    the word embeddings (transformers' default weight tying), which gives the published 6.2e9.
+    """
+    h, f, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    per_layer = 2 * 2 * h + (3 * h * h + 3 * h) + (h * h + h) + (h * f + f) + (f * h + h)
+    return v * h + cfg.num_layers * per_layer + 2 * h + (0 if cfg.tie_word_embeddings else v * h)
+
+
+def load_llm(
+    path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer from a local checkpoint directory (never from a hub)."""
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise InputError(f"{path}: not a model directory (no config.json)")
+    info = json.loads(config_file.read_text())
+    if "auto_map" in info and not trust_remote_code:
+        raise InputError(
+            f"{path}: this checkpoint ({info.get('model_type')}) ships its own modeling code; pass "
+            "trust_remote_code=True (--trust-remote-code) if you trust it, or use a transformers-native "
+            "conversion (e.g. the '-hf' GLM-4 checkpoints)"
+        )
+    kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": True}
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    logger.info("loaded LLM %s (%s) from %s", type(model).__name__, info.get("model_type"), path)
+    return model, tokenizer

@@ -1,0 +1,115 @@
+"""Chat templates and placeholder expansion, as pure functions over token ids.
+
+Prompts are assembled from pieces: template text (which may name special tokens) is tokenized
+normally, while user and assistant text is tokenized with special tokens split, so a user who types
+"<|image|>", "<image>" or "<|assistant|>" gets text, never a media slot or a role switch. Media
+placeholders are inserted as ids, one per item, then `expand_placeholders` repeats each one to the
+number of slots its bridge output fills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from transformers import PreTrainedTokenizerBase
+
+from mm.errors import InputError
+
+IGNORE_INDEX = -100  # label value the LM loss skips
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A conversation format: `prefix`, then per turn `user` + query + `assistant` + answer + `end`."""
+
+    name: str
+    prefix: str  # once at the start (e.g. ChatGLM3's "[gMASK]sop")
+    user: str  # before each query; "{i}" is replaced by the turn number
+    assistant: str  # between query and answer
+    end: str  # after each answer (its tokens are learned, so the model knows when to stop)
+    stop: tuple[str, ...]  # tokens that end generation
+
+
+TEMPLATES = {
+    t.name: t
+    for t in (
+        ChatTemplate("tiny", "", "<|user|>\n", "<|assistant|>\n", "<|endoftext|>", ("<|endoftext|>", "<|user|>")),
+        # ChatGLM3-6B / GLM-4: role tokens, no explicit end (the next <|user|> ends the answer).
+        ChatTemplate("chatglm3", "[gMASK]sop", "<|user|>\n", "<|assistant|>\n", "",
+                     ("<|user|>", "<|observation|>", "<|endoftext|>")),
+        # ChatGLM-6B (VisualGLM-6B's LLM): "[Round i]\n问：...\n答：..." rounds.
+        ChatTemplate("chatglm", "", "[Round {i}]\n问：", "\n答：", "\n", ("</s>", "<eop>")),
+    )
+}
+
+
+def get_template(name: str) -> ChatTemplate:
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ValueError(f"unknown chat template {name!r}; known: {', '.join(sorted(TEMPLATES))}") from None
+
+
+def _template_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False) if text else []
+
+
+def _text_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    # split_special_tokens: special-token strings in user text stay text.
+    return tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True) if text else []
+
+
+def build_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    template: ChatTemplate,
+    turns: Sequence[tuple[str, str | None]],
+    media_ids: Sequence[int] = (),
+) -> tuple[list[int], list[int]]:
+    """Token ids and labels for a conversation.
+
+    `turns` is [(query, answer), ...]; the last answer may be None (a prompt for generation, which then
+    ends with the assistant marker). `media_ids` are placeholder token ids, one per media item, placed at
+    the start of the first query (VisualGLM puts its image first too). Labels are `IGNORE_INDEX`
+    everywhere except answer tokens and their end marker.
+    """
+    if not turns:
+        raise ValueError("a conversation needs at least one turn")
+    ids: list[int] = _template_ids(tokenizer, template.prefix)
+    labels: list[int] = [IGNORE_INDEX] * len(ids)
+    for i, (query, answer) in enumerate(turns):
+        head = _template_ids(tokenizer, template.user.replace("{i}", str(i)))
+        if i == 0:
+            head += list(media_ids)
+        head += _text_ids(tokenizer, query) + _template_ids(tokenizer, template.assistant)
+        ids += head
+        labels += [IGNORE_INDEX] * len(head)
+        if answer is None:
+            if i != len(turns) - 1:
+                raise ValueError("only the last turn may have no answer")
+            break
+        tail = _text_ids(tokenizer, answer) + _template_ids(tokenizer, template.end)
+        ids += tail
+        labels += tail
+    return ids, labels
+
+
+def expand_placeholders(
+    ids: Sequence[int], placeholder_ids: set[int] | frozenset[int], counts: Sequence[int],
+    labels: Sequence[int] | None = None,
+) -> tuple[list[int], list[int] | None]:
+    """Repeat the k-th placeholder occurrence `counts[k]` times (labels get IGNORE_INDEX there)."""
+    positions = [i for i, t in enumerate(ids) if t in placeholder_ids]
+    if len(positions) != len(counts):
+        raise InputError(f"the prompt has {len(positions)} media placeholders but {len(counts)} media items")
+    out: list[int] = []
+    out_labels: list[int] | None = [] if labels is not None else None
+    k = 0
+    for i, t in enumerate(ids):
+        n = counts[k] if t in placeholder_ids else 1
+        if t in placeholder_ids:
+            k += 1
+        out.extend([t] * n)
+        if out_labels is not None and labels is not None:
+            out_labels.extend([IGNORE_INDEX if t in placeholder_ids else labels[i]] * n)
+    return out, out_labels
