@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 from mm.errors import InputError
 
 if TYPE_CHECKING:
-    from mm.chat import MMChat, load
+    from mm.chat import MMChat
+    from mm.loading import load
     from mm.config import MMConfig
 
 __all__ = ["InputError", "MMChat", "MMConfig", "load"]
 __version__ = "0.1.0"
 
-_LAZY = {"MMChat": "mm.chat", "load": "mm.chat", "MMConfig": "mm.config"}
+_LAZY = {"MMChat": "mm.chat", "load": "mm.loading", "MMConfig": "mm.config"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,232 @@
+"""`MMChat`: what users call. Loading, saving, chat with history, streaming, captions, embeddings.
+
+Shape letters: B batch, T tokens, Q slots of one item, E LLM width, D Q-Former width.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedTokenizerBase
+
+from mm.errors import InputError
+from mm.generation import GenerationConfig, generate
+from mm.media import EmbeddingCache, Prepared, as_list, batch_inputs, prepare
+from mm.model import MODALITIES, MMModel
+from mm.prompt import build_prompt, expand_placeholders, get_template
+from mm.tokenizer import add_media_tokens
+
+logger = logging.getLogger(__name__)
+
+History = list[tuple[str, str]]
+
+
+class MMChat:
+    """A loaded model with its tokenizer, ready to chat. Build with `mm.load(...)`."""
+
+    def __init__(self, model: MMModel, tokenizer: PreTrainedTokenizerBase, *, cache_size: int = 64) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.template = get_template(model.config.llm.template)
+        model.set_media_token_ids(add_media_tokens(tokenizer))
+        self.cache = EmbeddingCache(cache_size)
+        self.stop_ids = {i for t in self.template.stop if (i := tokenizer.convert_tokens_to_ids(t)) is not None
+                         and i != tokenizer.unk_token_id}
+        if tokenizer.eos_token_id is not None:
+            self.stop_ids.add(tokenizer.eos_token_id)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.llm.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.llm.parameters()).dtype
+
+    # -- media ------------------------------------------------------------------------------------
+
+    def _collect(self, image: Any, audio: Any) -> list[Prepared]:
+        items = [prepare(self.model, "image", x) for x in as_list(image)]
+        items += [prepare(self.model, "audio", x) for x in as_list(audio)]
+        if len(items) > self.config.max_media:
+            raise InputError(f"{len(items)} media items given; this model takes at most {self.config.max_media}")
+        return items
+
+    @torch.no_grad()
+    def _embed(self, items: Sequence[Prepared]) -> list[torch.Tensor]:
+        """(Q_i, E) bridge output per item, from the cache where possible; one encoder batch per modality."""
+        out: dict[int, torch.Tensor] = {}
+        for modality in MODALITIES:
+            todo = [(i, p) for i, p in enumerate(items) if p.modality == modality]
+            missing = []
+            for i, p in todo:
+                hit = self.cache.get(p.key)
+                if hit is None:
+                    missing.append((i, p))
+                else:
+                    out[i] = hit
+            if missing:
+                self.cache.misses += len(missing)
+                inputs = batch_inputs(self.model, modality, [p for _, p in missing])
+                if isinstance(inputs, torch.Tensor):
+                    inputs = inputs.to(self.device)
+                else:
+                    inputs.mel = inputs.mel.to(self.device)
+                embeds = self.model.embed_media(modality, inputs)
+                for (i, p), e in zip(missing, embeds):
+                    self.cache.put(p.key, e)
+                    out[i] = e
+        return [out[i] for i in range(len(items))]
+
+    # -- prompts ----------------------------------------------------------------------------------
+
+    def _prompt(self, query: str, history: History, items: Sequence[Prepared],
+                embeds: Sequence[torch.Tensor], max_new_tokens: int) -> list[int]:
+        """Expanded prompt ids; the oldest history turns are dropped first when it is too long."""
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("the question is empty")
+        placeholders = [self.model.media_token_ids[p.modality] for p in items]
+        limit = self.config.llm.max_position_embeddings - max_new_tokens
+        history = list(history)
+        while True:
+            ids, _ = build_prompt(self.tokenizer, self.template, [*history, (query, None)], placeholders)
+            ids, _ = expand_placeholders(ids, set(self.model.media_token_ids.values()), [len(e) for e in embeds])
+            if len(ids) <= limit:
+                return ids
+            if not history:
+                raise InputError(
+                    f"the prompt is {len(ids)} tokens; with max_new_tokens={max_new_tokens} the model's limit is "
+                    f"{limit}. Shorten the question, use fewer media items or lower max_new_tokens."
+                )
+            logger.info("prompt too long (%d tokens): dropping the oldest history turn", len(ids))
+            history.pop(0)
+
+    @staticmethod
+    def _history(history: Any) -> History:
+        if history is None:
+            return []
+        try:
+            return [(str(q), str(a)) for q, a in history]
+        except (TypeError, ValueError):
+            raise InputError("history must be a list of (query, response) pairs") from None
+
+    # -- chat -------------------------------------------------------------------------------------
+
+    def stream_chat(
+        self, query: str, *, image: Any = None, audio: Any = None, history: Any = None,
+        max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+        repetition_penalty: float = 1.0, seed: int | None = None,
+    ) -> Iterator[tuple[str, History]]:
+        """Yields (partial response, history including it) as tokens arrive."""
+        cfg = GenerationConfig(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+        hist = self._history(history)
+        items = self._collect(image, audio)
+        embeds = self._embed(items)
+        ids = self._prompt(query, hist, items, embeds, max_new_tokens)
+        input_ids = torch.tensor([ids], device=self.device)
+        media = torch.cat(embeds).to(self.dtype) if embeds else None
+        with torch.no_grad():
+            inputs_embeds = self.model.splice(input_ids, media)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        tokens: list[int] = []
+        text = ""
+        steps = generate(self.model.llm, inputs_embeds, torch.ones_like(input_ids), cfg, self.stop_ids,
+                         pad_id=self.tokenizer.pad_token_id or 0, vocab_limit=len(self.tokenizer),
+                         generator=generator)
+        for tok in steps:
+            t = int(tok[0])
+            if t in self.stop_ids:
+                break
+            tokens.append(t)
+            new = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            if new.endswith("\ufffd"):
+                continue  # half of a multi-byte character: wait for the rest
+            if new != text:
+                text = new
+                yield text, [*hist, (query, text)]
+        final = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        yield final, [*hist, (query, final)]
+
+    def chat(self, query: str, **kwargs: Any) -> tuple[str, History]:
+        """Answer `query` about `image` / `audio` (a path, bytes, PIL image, (wave, sr) pair, or a list).
+
+        Returns (response, history); pass the history (and the same media) back for a follow-up. The media
+        is encoded once and cached by content.
+        """
+        response, history = "", []
+        for response, history in self.stream_chat(query, **kwargs):
+            pass
+        return response, history
+
+    # -- embeddings -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def embed(self, items: Any, modality: str | None = None) -> torch.Tensor:
+        """(B, D) mean-pooled Q-Former outputs, L2-normalised, for retrieval and clip comparison."""
+        items = as_list(items)
+        if not items:
+            raise InputError("no items to embed")
+        out = []
+        for item in items:
+            m = modality or infer_modality(item)
+            p = prepare(self.model, m, item)
+            inputs = batch_inputs(self.model, m, [p])
+            if isinstance(inputs, torch.Tensor):
+                inputs = inputs.to(self.device)
+            else:
+                inputs.mel = inputs.mel.to(self.device)
+            tokens = self.model.bridge_tokens(m, inputs)[0]  # (Q, D)
+            out.append(torch.nn.functional.normalize(tokens.float().mean(0), dim=-1))
+        return torch.stack(out)
+
+    # -- saving -----------------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | Path, *, bridge_only: bool = False) -> Path:
+        """config.json + model.safetensors (+ tokenizer files). `bridge_only` keeps the trained bridge only,
+        for full-scale models whose encoders and LLM are loaded from their own checkpoints."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save(directory / "config.json")
+        state = self.model.bridge_state_dict() if bridge_only else self.model.state_dict()
+        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        save_file(state, str(directory / ("bridge.safetensors" if bridge_only else "model.safetensors")))
+        self.tokenizer.save_pretrained(directory)
+        return directory
+
+
+_EXTENSIONS = {
+    "image": {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"},
+    "audio": {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"},
+}
+
+
+def infer_modality(item: Any) -> str:
+    """"image" or "audio" from the item's type or file extension."""
+    from PIL import Image
+
+    if isinstance(item, Image.Image):
+        return "image"
+    if isinstance(item, tuple) and len(item) == 2:
+        return "audio"
+    if isinstance(item, (str, Path)):
+        suffix = Path(item).suffix.lower()
+        for modality, exts in _EXTENSIONS.items():
+            if suffix in exts:
+                return modality
+        raise InputError(f"{item}: cannot tell the media type from the extension {suffix!r}")
+    if isinstance(item, torch.Tensor) and item.ndim == 1:
+        return "audio"
+    if hasattr(item, "ndim") and item.ndim == 1:
+        return "audio"
+    return "image"

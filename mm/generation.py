@@ -1,0 +1,109 @@
+"""Token-by-token generation on spliced embeddings: greedy or sampled, batched, streaming.
+
+Shape letters: B batch, T prompt tokens, E embedding width, V vocabulary.
+
+The prompt is prefilled once as embeddings (media slots included) and decoding continues from the
+KV cache, one forward per step for the whole batch. Left padding is handled through the attention mask
+and position ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from mm.errors import InputError
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 256  # tokens generated at most
+    temperature: float = 0.0  # 0 = greedy (deterministic); >0 samples
+    top_p: float = 1.0  # nucleus sampling mass (1 = off)
+    top_k: int = 0  # sample among the k most likely tokens (0 = off)
+    repetition_penalty: float = 1.0  # >1 discourages tokens already generated (CTRL's penalty)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise InputError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise InputError(f"top_k must be >= 0, got {self.top_k}")
+        if self.repetition_penalty <= 0:
+            raise InputError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+
+def next_token(
+    logits: torch.Tensor, cfg: GenerationConfig, generated: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """(B, V) logits -> (B,) token ids."""
+    logits = logits.float()
+    if cfg.repetition_penalty != 1.0 and generated is not None and generated.numel():
+        prev = logits.gather(1, generated)
+        prev = torch.where(prev > 0, prev / cfg.repetition_penalty, prev * cfg.repetition_penalty)
+        logits = logits.scatter(1, generated, prev)
+    if cfg.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / cfg.temperature
+    if cfg.top_k:
+        kth = logits.topk(min(cfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        # Drop a token when the mass before it already reaches top_p (the first token always stays).
+        drop = probs.cumsum(dim=-1) - probs >= cfg.top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(
+    llm: PreTrainedModel,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    cfg: GenerationConfig,
+    stop_ids: set[int],
+    pad_id: int = 0,
+    vocab_limit: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yields (B,) token ids per step; a finished row yields `pad_id`. Stops when all rows finished.
+
+    `vocab_limit` masks logits of ids the tokenizer cannot decode (embedding tables are often padded).
+    """
+    b = inputs_embeds.shape[0]
+    device = inputs_embeds.device
+    attention_mask = attention_mask.to(device)
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding aware
+    cache = DynamicCache()
+    out = llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+              past_key_values=cache, use_cache=True)
+    finished = torch.zeros(b, dtype=torch.bool, device=device)
+    stop = torch.tensor(sorted(stop_ids), device=device, dtype=torch.long)
+    generated = torch.empty(b, 0, dtype=torch.long, device=device)
+    next_pos = position_ids[:, -1:] + 1  # (B, 1)
+    for _ in range(cfg.max_new_tokens):
+        logits = out.logits[:, -1, :]  # (B, V)
+        if vocab_limit is not None and vocab_limit < logits.shape[-1]:
+            logits[:, vocab_limit:] = float("-inf")
+        tok = next_token(logits, cfg, generated, generator)
+        tok = torch.where(finished, torch.full_like(tok, pad_id), tok)
+        finished |= torch.isin(tok, stop)
+        yield tok
+        if bool(finished.all()):
+            return
+        generated = torch.cat([generated, tok[:, None]], dim=1)
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(b, 1)], dim=1)
+        out = llm(input_ids=tok[:, None], attention_mask=attention_mask, position_ids=next_pos,
+                  past_key_values=out.past_key_values, use_cache=True)
+        next_pos = next_pos + 1

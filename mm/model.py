@@ -1,0 +1,121 @@
+"""The multimodal model: frozen encoders -> Q-Former bridges -> projections -> spliced into the LLM.
+
+Shape letters: B batch, T text tokens, N encoder tokens, Q query slots of one item, D Q-Former width,
+E LLM embedding width, S total media slots in a batch.
+
+Each prompt holds one placeholder token per media item, expanded to that item's slot count
+(`mm.prompt.expand_placeholders`). `splice` writes the bridge outputs into those slots with
+`masked_scatter`, in order of appearance, after checking that the counts match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from bridge.projector import Projector, ProjectorConfig
+from bridge.qformer import QFormer
+from encoders.audio_whisper import AudioBatch
+from encoders.registry import create_encoder
+from mm.config import MMConfig
+from mm.llm import build_llm
+
+logger = logging.getLogger(__name__)
+
+MODALITIES = ("image", "audio")
+
+
+class MMModel(nn.Module):
+    def __init__(self, config: MMConfig, llm: PreTrainedModel | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.llm = llm if llm is not None else build_llm(config.llm)
+        width = self.llm.get_input_embeddings().embedding_dim
+        self.encoders = nn.ModuleDict()
+        self.qformers = nn.ModuleDict()
+        self.projectors = nn.ModuleDict()
+        for m in config.modalities:
+            enc_cfg = getattr(config, f"{m}_encoder")
+            encoder = create_encoder(enc_cfg.name, **enc_cfg.options)
+            if encoder.modality != m:
+                raise ValueError(f"{m}_encoder {enc_cfg.name!r} is a {encoder.modality} encoder")
+            q_cfg = dataclasses.replace(getattr(config, f"{m}_qformer"), encoder_width=encoder.width)
+            self.encoders[m] = encoder
+            self.qformers[m] = QFormer(q_cfg)
+            self.projectors[m] = Projector(ProjectorConfig(config.projector, q_cfg.hidden_size, width))
+        # Placeholder token id per modality; set from the tokenizer (`set_media_token_ids`).
+        self.media_token_ids: dict[str, int] = {}
+
+    def set_media_token_ids(self, ids: dict[str, int]) -> None:
+        self.media_token_ids = {m: ids[m] for m in self.config.modalities}
+
+    # -- bridge -----------------------------------------------------------------------------------
+
+    def bridge_tokens(self, modality: str, inputs: torch.Tensor | AudioBatch) -> list[torch.Tensor]:
+        """Pre-bridge Q-Former outputs, one (Q_i, D) tensor per item (for pooling and embeddings)."""
+        if modality not in self.encoders:
+            raise ValueError(f"this model has no {modality} encoder (it takes: {', '.join(self.encoders)})")
+        encoder, qformer = self.encoders[modality], self.qformers[modality]
+        if modality == "image":
+            states = encoder(inputs)  # (B, N, De)
+            mask, valid = None, [states.shape[1]] * states.shape[0]
+        else:
+            states, mask = encoder.encode(inputs)  # (B, W*N, De), (B, W*N)
+            valid = list(inputs.tokens)
+        states = states.to(qformer.query_tokens.dtype)
+        out = qformer(states, mask)  # (B, Q', D)
+        counts = [qformer.num_output_tokens(v) for v in valid]
+        return [o[:c] for o, c in zip(out, counts)]
+
+    def embed_media(self, modality: str, inputs: torch.Tensor | AudioBatch) -> list[torch.Tensor]:
+        """Bridge outputs in the LLM's embedding space, one (Q_i, E) tensor per item."""
+        tokens = self.bridge_tokens(modality, inputs)
+        proj = self.projectors[modality]
+        return [proj(t) for t in tokens]
+
+    # -- splice -----------------------------------------------------------------------------------
+
+    def media_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        ids = torch.tensor(list(self.media_token_ids.values()), device=input_ids.device)
+        return torch.isin(input_ids, ids)  # (B, T)
+
+    def splice(self, input_ids: torch.Tensor, media: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with media slots replaced by `media` (S, E), row-major slot order."""
+        mask = self.media_mask(input_ids)  # (B, T)
+        # Placeholder ids may lie beyond the embedding table; they are overwritten anyway.
+        embeds = self.llm.get_input_embeddings()(input_ids.masked_fill(mask, 0))  # (B, T, E)
+        n_slots = int(mask.sum())
+        n_media = 0 if media is None else media.shape[0]
+        if n_slots != n_media:
+            raise ValueError(f"the prompt has {n_slots} media slots but {n_media} media embeddings were given")
+        if n_slots == 0:
+            return embeds
+        return embeds.masked_scatter(mask[..., None], media.to(embeds.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        media: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ):
+        """LM forward on spliced embeddings; with `labels` (IGNORE_INDEX outside answers) returns the loss."""
+        embeds = self.splice(input_ids, media)
+        if position_ids is None and attention_mask is not None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
+                        labels=labels)
+
+    # -- parameters -------------------------------------------------------------------------------
+
+    def bridge_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the trained bridge (Q-Formers + projections), for bridge-only saves of full-scale models."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(("qformers.", "projectors."))}
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
