@@ -23,8 +23,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 venv: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
+# Until the Gradio app lands (issue 4), the demo asks the embedded default model about an example picture.
 demo: $(VENV)/.installed
-	$(BIN)/mm demo
+	$(BIN)/mm chat --model mm-tiny --image demos/assets/shapes.png "What colour is the circle?"
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

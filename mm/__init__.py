@@ -15,8 +15,8 @@ from mm.errors import InputError
 
 if TYPE_CHECKING:
     from mm.chat import MMChat
-    from mm.loading import load
     from mm.config import MMConfig
+    from mm.loading import load
 
 __all__ = ["InputError", "MMChat", "MMConfig", "load"]
 __version__ = "0.1.0"

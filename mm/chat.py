@@ -6,12 +6,13 @@ Shape letters: B batch, T tokens, Q slots of one item, E LLM width, D Q-Former w
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerBase
 
 from mm.errors import InputError
@@ -164,9 +165,7 @@ class MMChat:
         Returns (response, history); pass the history (and the same media) back for a follow-up. The media
         is encoded once and cached by content.
         """
-        response, history = "", []
-        for response, history in self.stream_chat(query, **kwargs):
-            pass
+        (response, history), = deque(self.stream_chat(query, **kwargs), maxlen=1)
         return response, history
 
     # -- embeddings -------------------------------------------------------------------------------

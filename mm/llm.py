@@ -12,8 +12,14 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GlmConfig, GlmForCausalLM, PreTrainedModel
-from transformers import PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GlmConfig,
+    GlmForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from mm.config import LLMConfig
 from mm.errors import InputError

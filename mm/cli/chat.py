@@ -7,7 +7,14 @@ Examples:
 
 from __future__ import annotations
 
-from mm.cli.common import add_generation_args, add_model_args, generation_kwargs, load_model, parser, stream_to
+from mm.cli.common import (
+    add_generation_args,
+    add_model_args,
+    generation_kwargs,
+    load_model,
+    parser,
+    stream_to,
+)
 
 
 def main(argv: list[str]) -> int:

@@ -9,7 +9,7 @@ from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
 from encoders import create_encoder, load_audio, log_mel
 from mm.errors import InputError
-from tests.conftest import tone, wav_bytes
+from tests.conftest import tone
 
 
 @pytest.mark.parametrize("n_mels,chunk", [(80, 30), (128, 30), (80, 2)])
