@@ -19,7 +19,7 @@ from mm.errors import InputError
 from mm.generation import GenerationConfig, generate
 from mm.media import EmbeddingCache, Prepared, as_list, batch_inputs, prepare
 from mm.model import MODALITIES, MMModel
-from mm.prompt import build_prompt, expand_placeholders, get_template
+from mm.prompt import build_prompt, expand_placeholders, get_template, stop_token_ids
 from mm.tokenizer import add_media_tokens
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,9 @@ class MMChat:
         self.template = get_template(model.config.llm.template)
         model.set_media_token_ids(add_media_tokens(tokenizer))
         self.cache = EmbeddingCache(cache_size)
-        self.stop_ids = {i for t in self.template.stop if (i := tokenizer.convert_tokens_to_ids(t)) is not None
-                         and i != tokenizer.unk_token_id}
-        if tokenizer.eos_token_id is not None:
-            self.stop_ids.add(tokenizer.eos_token_id)
+        self.stop_ids = stop_token_ids(tokenizer, self.template)
+        eos = getattr(model.llm.generation_config, "eos_token_id", None)
+        self.stop_ids.update([eos] if isinstance(eos, int) else (eos or []))
 
     @property
     def config(self):
@@ -198,6 +197,11 @@ class MMChat:
         directory.mkdir(parents=True, exist_ok=True)
         self.config.save(directory / "config.json")
         state = self.model.bridge_state_dict() if bridge_only else self.model.state_dict()
+        if not bridge_only and self.config.llm.arch != "glm":
+            # An LLM that LLMConfig cannot rebuild is saved in its own transformers format.
+            self.model.llm.save_pretrained(directory / "llm")
+            self.tokenizer.save_pretrained(directory / "llm")
+            state = {k: v for k, v in state.items() if not k.startswith("llm.")}
         state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         save_file(state, str(directory / ("bridge.safetensors" if bridge_only else "model.safetensors")))
         self.tokenizer.save_pretrained(directory)

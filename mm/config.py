@@ -25,7 +25,9 @@ class EncoderConfig:
 
 @dataclass
 class LLMConfig:
-    arch: Literal["glm", "chatglm"] = "glm"  # glm: transformers GlmForCausalLM; chatglm: ChatGLM-6B v1 (remote code)
+    # glm: transformers GlmForCausalLM built from these fields; chatglm: ChatGLM-6B v1 (remote code);
+    # hf: any other transformers causal LM, always loaded from its checkpoint (fields mirror its config)
+    arch: Literal["glm", "chatglm", "hf"] = "glm"
     vocab_size: int = 4096  # embedding rows (>= tokenizer size, media placeholders excluded)
     hidden_size: int = 256  # embedding width E
     intermediate_size: int = 768  # MLP inner width
@@ -42,8 +44,8 @@ class LLMConfig:
     template: str = "tiny"  # chat template name (mm.prompt.TEMPLATES)
 
     def __post_init__(self) -> None:
-        if self.arch not in ("glm", "chatglm"):
-            raise ValueError(f"LLMConfig.arch must be 'glm' or 'chatglm', got {self.arch!r}")
+        if self.arch not in ("glm", "chatglm", "hf"):
+            raise ValueError(f"LLMConfig.arch must be 'glm', 'chatglm' or 'hf', got {self.arch!r}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -66,6 +67,29 @@ def chatglm_v1_parameters(cfg: LLMConfig) -> int:
     h, f, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
     per_layer = 2 * 2 * h + (3 * h * h + 3 * h) + (h * h + h) + (h * f + f) + (f * h + h)
     return v * h + cfg.num_layers * per_layer + 2 * h + (0 if cfg.tie_word_embeddings else v * h)
+
+
+def llm_config_from_hf(hf: Any, template: str) -> LLMConfig:
+    """Describe a loaded transformers LM in our terms (for prompts limits, info and saving)."""
+    heads = getattr(hf, "num_attention_heads", 1)
+    hidden = getattr(hf, "hidden_size", 0)
+    return LLMConfig(
+        arch="glm" if getattr(hf, "model_type", "") == "glm" else "hf",
+        vocab_size=getattr(hf, "vocab_size", 0),
+        hidden_size=hidden,
+        intermediate_size=getattr(hf, "intermediate_size", getattr(hf, "ffn_hidden_size", 0)) or 0,
+        num_layers=getattr(hf, "num_hidden_layers", getattr(hf, "num_layers", 0)),
+        num_heads=heads,
+        num_kv_heads=getattr(hf, "num_key_value_heads", None) or heads,
+        head_dim=getattr(hf, "head_dim", None) or hidden // max(heads, 1),
+        partial_rotary_factor=getattr(hf, "partial_rotary_factor", 1.0),
+        max_position_embeddings=getattr(hf, "max_position_embeddings", None) or getattr(hf, "seq_length", 2048),
+        rms_norm_eps=getattr(hf, "rms_norm_eps", 1e-6),
+        rope_theta=getattr(hf, "rope_theta", 10000.0),
+        attention_bias=getattr(hf, "attention_bias", False),
+        tie_word_embeddings=getattr(hf, "tie_word_embeddings", False),
+        template=template,
+    )
 
 
 def load_llm(

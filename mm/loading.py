@@ -7,6 +7,7 @@ full-scale presets take the user's checkpoints through `llm=`, `image_encoder=`,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,7 @@ from mm.chat import MMChat
 from mm.config import MMConfig, apply_overrides, preset
 from mm.device import resolve_device, resolve_dtype
 from mm.errors import InputError
-from mm.llm import load_llm
+from mm.llm import llm_config_from_hf, load_llm
 from mm.model import MMModel
 from mm.tokenizer import build_tokenizer
 
@@ -103,9 +104,16 @@ def load(
     except ValueError as e:
         raise InputError(str(e)) from None
 
+    if llm is None and weights_dir is not None and (weights_dir / "llm" / "config.json").is_file():
+        llm = weights_dir / "llm"  # a full save of a model whose LLM is not built from LLMConfig
     if llm is not None:
         llm_model, tokenizer = load_llm(llm, trust_remote_code=trust_remote_code, dtype=dt)
-    elif cfg.llm.arch != "glm" or cfg.llm.hidden_size > 1024:
+        # The checkpoint's own chat template wins over the preset's, unless the preset names a GLM format.
+        template = cfg.llm.template
+        if getattr(tokenizer, "chat_template", None) and template not in ("chatglm", "chatglm3"):
+            template = "auto"
+        cfg = dataclasses.replace(cfg, llm=llm_config_from_hf(llm_model.config, template))
+    elif cfg.llm.arch != "glm" or (weights_dir is None and cfg.llm.hidden_size > 1024):
         raise InputError(
             f"{cfg.name} is a full-scale model: pass the LLM checkpoint directory with llm=PATH (and "
             "image_encoder=, audio_encoder=, bridge= for the other weights); nothing is downloaded"

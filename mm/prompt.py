@@ -9,6 +9,7 @@ number of slots its bridge output fills.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,8 +41,15 @@ TEMPLATES = {
                      ("<|user|>", "<|observation|>", "<|endoftext|>")),
         # ChatGLM-6B (VisualGLM-6B's LLM): "[Round i]\n问：...\n答：..." rounds.
         ChatTemplate("chatglm", "", "[Round {i}]\n问：", "\n答：", "\n", ("</s>", "<eop>")),
+        # Whatever the tokenizer's own `chat_template` says (Qwen, Llama, GLM-4-hf, ...).
+        ChatTemplate("auto", "", "", "", "", ()),
     )
 }
+
+# Stand-ins for message contents while a tokenizer's Jinja chat template is rendered; they are split
+# out again so that user text is tokenized on its own.
+_SENTINEL = "\u2063MM{}\u2063"
+_SENTINEL_RE = re.compile("\u2063MM([UA]\\d+)\u2063")
 
 
 def get_template(name: str) -> ChatTemplate:
@@ -75,6 +83,10 @@ def build_prompt(
     """
     if not turns:
         raise ValueError("a conversation needs at least one turn")
+    if any(a is None for _, a in turns[:-1]):
+        raise ValueError("only the last turn may have no answer")
+    if template.name == "auto":
+        return _build_with_tokenizer_template(tokenizer, turns, media_ids)
     ids: list[int] = _template_ids(tokenizer, template.prefix)
     labels: list[int] = [IGNORE_INDEX] * len(ids)
     for i, (query, answer) in enumerate(turns):
@@ -85,13 +97,69 @@ def build_prompt(
         ids += head
         labels += [IGNORE_INDEX] * len(head)
         if answer is None:
-            if i != len(turns) - 1:
-                raise ValueError("only the last turn may have no answer")
             break
         tail = _text_ids(tokenizer, answer) + _template_ids(tokenizer, template.end)
         ids += tail
         labels += tail
     return ids, labels
+
+
+def _build_with_tokenizer_template(
+    tokenizer: PreTrainedTokenizerBase, turns: Sequence[tuple[str, str | None]], media_ids: Sequence[int],
+) -> tuple[list[int], list[int]]:
+    """Render the tokenizer's chat template with sentinels, then tokenize template and content apart.
+
+    Answers are learned together with the first template token after them (the end-of-turn marker).
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("template 'auto' needs a tokenizer with a chat_template")
+    messages = []
+    for i, (_, answer) in enumerate(turns):
+        messages.append({"role": "user", "content": _SENTINEL.format(f"U{i}")})
+        if answer is not None:
+            messages.append({"role": "assistant", "content": _SENTINEL.format(f"A{i}")})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=turns[-1][1] is None)
+    parts = _SENTINEL_RE.split(text)  # template, name, template, name, ..., template
+    ids: list[int] = []
+    labels: list[int] = []
+    learn_next = False
+    for k, part in enumerate(parts):
+        if k % 2 == 0:
+            piece = _template_ids(tokenizer, part)
+            ids += piece
+            labels += [IGNORE_INDEX] * len(piece)
+            if learn_next and piece:
+                labels[len(ids) - len(piece)] = piece[0]
+            learn_next = False
+            continue
+        kind, turn = part[0], int(part[1:])
+        query, answer = turns[turn]
+        if kind == "U":
+            piece = (list(media_ids) if turn == 0 else []) + _text_ids(tokenizer, query)
+            ids += piece
+            labels += [IGNORE_INDEX] * len(piece)
+        else:
+            piece = _text_ids(tokenizer, answer or "")
+            ids += piece
+            labels += piece
+            learn_next = True
+    return ids, labels
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, template: ChatTemplate) -> set[int]:
+    """Token ids that end an answer: the template's stop tokens, the tokenizer's EOS and, for a tokenizer's
+    own chat template, the special token that follows an assistant message (ChatML's <|im_end|>, ...)."""
+    specials = set(tokenizer.all_special_ids)
+    vocab = tokenizer.get_vocab()
+    ids = {vocab[t] for t in template.stop if t in vocab}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    if template.name == "auto":
+        _, labels = _build_with_tokenizer_template(tokenizer, [("q", "a")], [])
+        learned = [t for t in labels if t != IGNORE_INDEX]
+        if learned and learned[-1] in specials:
+            ids.add(learned[-1])
+    return ids
 
 
 def expand_placeholders(

@@ -48,5 +48,33 @@ def test_count_mismatch_is_an_input_error(tok):
 
 def test_chatglm_templates():
     assert get_template("chatglm").user.format(i=0) == "[Round 0]\n问："
-    with pytest.raises(ValueError, match="known: chatglm"):
+    with pytest.raises(ValueError, match="known: auto, chatglm"):
         get_template("vicuna")
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def chatml():
+    t = build_tokenizer(["hello there, what colour?"], vocab_size=300)
+    t.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]},
+                         replace_additional_special_tokens=False)
+    t.chat_template = CHATML
+    return t, add_media_tokens(t)
+
+
+def test_auto_template_follows_the_tokenizers_chat_template(chatml):
+    t, media = chatml
+    turns = [("what colour?", "red"), ("and <|im_start|>?", None)]
+    ids, labels = build_prompt(t, get_template("auto"), turns, [media["image"]])
+    expected = t.apply_chat_template(
+        [{"role": "user", "content": "<|image|>what colour?"}, {"role": "assistant", "content": "red"},
+         {"role": "user", "content": "and <|im_start|>?"}], tokenize=False, add_generation_prompt=True)
+    assert t.decode(ids) == expected
+    assert ids.count(media["image"]) == 1
+    # The typed <|im_start|> stays text: only the template's three role openers are the special token.
+    assert ids.count(t.convert_tokens_to_ids("<|im_start|>")) == 4
+    learned = [i for i, lbl in zip(ids, labels) if lbl != IGNORE_INDEX]
+    assert t.decode(learned) == "red<|im_end|>"

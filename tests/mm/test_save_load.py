@@ -79,3 +79,20 @@ def test_visualglm_style_bridge_checkpoint_loads_into_the_image_bridge(tmp_path)
 def test_bad_directories_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="no config.json"):
         mm.load(tmp_path)
+
+
+def test_llm_with_its_own_chat_template_uses_it(tmp_path):
+    from tests.mm.test_prompt import CHATML
+
+    src = mm.load("mm-tiny")
+    tok = src.tokenizer
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]},
+                           replace_additional_special_tokens=False)
+    tok.chat_template = CHATML
+    src.model.llm.save_pretrained(tmp_path / "llm")
+    tok.save_pretrained(tmp_path / "llm")
+    chat = mm.load("mm-tiny", llm=tmp_path / "llm")
+    assert chat.template.name == "auto" and chat.config.llm.template == "auto"
+    assert chat.tokenizer.convert_tokens_to_ids("<|im_end|>") in chat.stop_ids
+    response, history = chat.chat("What colour?", image=make_image(), max_new_tokens=4)
+    assert history == [("What colour?", response)]
