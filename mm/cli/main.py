@@ -10,6 +10,7 @@ import sys
 COMMANDS = {
     "chat": "mm.cli.chat",
     "info": "mm.cli.info",
+    "synth": "mm.cli.synth",
 }
 
 USAGE = """usage: mm COMMAND [ARGS...]
