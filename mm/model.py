@@ -55,21 +55,30 @@ class MMModel(nn.Module):
 
     # -- bridge -----------------------------------------------------------------------------------
 
-    def bridge_tokens(self, modality: str, inputs: torch.Tensor | AudioBatch) -> list[torch.Tensor]:
-        """Pre-bridge Q-Former outputs, one (Q_i, D) tensor per item (for pooling and embeddings)."""
+    def encode(self, modality: str, inputs: torch.Tensor | AudioBatch) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+        """Frozen encoder: states (B, N, De), mask (B, N) or None, valid tokens per item."""
         if modality not in self.encoders:
             raise ValueError(f"this model has no {modality} encoder (it takes: {', '.join(self.encoders)})")
-        encoder, qformer = self.encoders[modality], self.qformers[modality]
+        encoder = self.encoders[modality]
         if modality == "image":
             states = encoder(inputs)  # (B, N, De)
-            mask, valid = None, [states.shape[1]] * states.shape[0]
-        else:
-            states, mask = encoder.encode(inputs)  # (B, W*N, De), (B, W*N)
-            valid = list(inputs.tokens)
-        states = states.to(qformer.query_tokens.dtype)
-        out = qformer(states, mask)  # (B, Q', D)
-        counts = [qformer.num_output_tokens(v) for v in valid]
-        return [o[:c] for o, c in zip(out, counts)]
+            return states, None, [states.shape[1]] * states.shape[0]
+        states, mask = encoder.encode(inputs)  # (B, W*N, De), (B, W*N)
+        return states, mask, list(inputs.tokens)
+
+    def bridge(self, modality: str, states: torch.Tensor, mask: torch.Tensor | None,
+               valid: list[int]) -> list[torch.Tensor]:
+        """Q-Former over encoder states -> one (Q_i, D) tensor per item (trainable path)."""
+        qformer = self.qformers[modality]
+        out = qformer(states.to(qformer.query_tokens.dtype), mask)  # (B, Q', D)
+        return [o[: qformer.num_output_tokens(v)] for o, v in zip(out, valid)]
+
+    def num_slots(self, modality: str, valid_tokens: int) -> int:
+        return self.qformers[modality].num_output_tokens(valid_tokens)
+
+    def bridge_tokens(self, modality: str, inputs: torch.Tensor | AudioBatch) -> list[torch.Tensor]:
+        """Pre-projection Q-Former outputs, one (Q_i, D) tensor per item (for pooling and embeddings)."""
+        return self.bridge(modality, *self.encode(modality, inputs))
 
     def embed_media(self, modality: str, inputs: torch.Tensor | AudioBatch) -> list[torch.Tensor]:
         """Bridge outputs in the LLM's embedding space, one (Q_i, E) tensor per item."""

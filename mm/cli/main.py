@@ -11,6 +11,7 @@ COMMANDS = {
     "chat": "mm.cli.chat",
     "info": "mm.cli.info",
     "synth": "mm.cli.synth",
+    "train": "mm.cli.train",
 }
 
 USAGE = """usage: mm COMMAND [ARGS...]

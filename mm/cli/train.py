@@ -1,0 +1,71 @@
+"""Train: the full mm-tiny recipe, or one stage of a bridge on your own data.
+
+Examples:
+  mm train --recipe mm-tiny --out runs/tiny              # reproduce the embedded default (resumable)
+  mm train --recipe mm-tiny --out runs/tiny --ship mm/weights/mm-tiny
+  mm train --stage bridge --model mm-6b --llm /models/glm --data coco.json --out runs/b1
+  mm train --stage instruct --model runs/b1/model --data llava.json --out runs/b2 --merge-lora
+"""
+
+from __future__ import annotations
+
+from mm.cli.common import add_model_args, load_model, parser
+
+
+def main(argv: list[str]) -> int:
+    p = parser("train", __doc__)
+    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, final model)")
+    p.add_argument("--recipe", choices=["mm-tiny", "mm-tiny-smoke"], help="train a whole model from nothing")
+    p.add_argument("--ship", default=None, help="also save the final model in fp16 here (recipe only)")
+    p.add_argument("--stage", choices=["bridge", "instruct"], help="train one stage on --data")
+    p.add_argument("--data", default=None, help="training data: .jsonl, LLaVA/COCO .json, AudioCaps/Clotho .csv, "
+                   "or comma-separated WebDataset .tar shards")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--merge-lora", action="store_true", help="fold LoRA adapters into the saved LLM")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    add_model_args(p)
+    args = p.parse_args(argv)
+    if bool(args.recipe) == bool(args.stage):
+        p.error("give exactly one of --recipe or --stage")
+    if args.recipe:
+        from mm.train.recipe import TinyRecipe, run_tiny, summarize
+
+        recipe = TinyRecipe.smoke() if args.recipe == "mm-tiny-smoke" else TinyRecipe()
+        final = run_tiny(args.out, recipe, ship=args.ship)
+        report = summarize(args.out)
+        print(f"model: {final}\ntotal: {report['total_s'] / 60:.1f} min")
+        for stage, seconds in report["timings_s"].items():
+            print(f"  {stage:16s} {seconds:8.1f} s")
+        return 0
+    if not args.data:
+        p.error("--stage needs --data")
+    from pathlib import Path
+
+    from mm.train.lora import merge_lora, save_lora
+    from mm.train.sources import read_source
+    from mm.train.stages import build_caches, train_bridge
+    from mm.train.trainer import TrainConfig
+
+    chat = load_model(args)
+    records = list(read_source(args.data))
+    out = Path(args.out)
+    caches = build_caches(chat, records, out / "features")
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+                      mixed_precision=args.mixed_precision)
+    summary = train_bridge(chat, records, caches, cfg, out, mode="caption" if args.stage == "bridge" else "dialogue",
+                           lora=args.stage == "instruct", lora_r=args.lora_r, resume=not args.no_resume)
+    if args.stage == "instruct" and not args.merge_lora:
+        save_lora(chat.model, out / "model")
+        chat.model.llm = chat.model.llm.get_base_model()
+    else:
+        merge_lora(chat.model)
+    full = chat.config.llm.hidden_size <= 1024
+    chat.save_pretrained(out / "model", bridge_only=not full)
+    print(f"saved {out / 'model'}; skipped examples: {summary['skipped_examples']}, "
+          f"unreadable media: {summary['unreadable_media']}")
+    return 0

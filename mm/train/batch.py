@@ -1,0 +1,119 @@
+"""Examples -> padded training batches for the bridge stages (and text-only LM pretraining).
+
+Shape letters: B examples, T tokens, N encoder tokens, D encoder width.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from mm.prompt import IGNORE_INDEX, ChatTemplate, build_prompt, expand_placeholders
+from mm.train.examples import Example
+from mm.train.features import FeatureCache
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, T) right-padded
+    attention_mask: torch.Tensor  # (B, T)
+    labels: torch.Tensor  # (B, T), IGNORE_INDEX outside answers
+    # modality -> (states (B_m, N, D) float16, mask (B_m, N) bool, valid tokens per item)
+    media: dict[str, tuple[torch.Tensor, torch.Tensor, list[int]]] = field(default_factory=dict)
+    order: list[tuple[str, int]] = field(default_factory=list)  # media items in prompt order, row-major
+
+    def to(self, device: torch.device) -> Batch:
+        media = {m: (s.to(device), k.to(device), v) for m, (s, k, v) in self.media.items()}
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device),
+                     media, self.order)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+class Collator:
+    """Builds prompts with expanded placeholders and stacks cached encoder features per modality.
+
+    Examples whose media are missing from the cache (unreadable files) are dropped and counted.
+    """
+
+    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, template: ChatTemplate,
+                 caches: dict[str, FeatureCache] | None = None, max_len: int = 512) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+        self.caches = caches or {}
+        self.max_len = max_len
+        self.skipped = 0
+        self.pad_id = tokenizer.pad_token_id or 0
+
+    def __call__(self, examples: list[Example | None]) -> Batch:
+        rows, feats = [], {m: [] for m in self.caches}
+        order: list[tuple[str, int]] = []
+        for ex in examples:
+            if ex is None:
+                continue
+            if any(m not in self.caches or key not in self.caches[m] for m, key in ex.media):
+                self.skipped += 1
+                continue
+            item_feats = [(m, self.caches[m].get(key)) for m, key in ex.media]
+            placeholders = [self.model.media_token_ids[m] for m, _ in item_feats]
+            ids, labels = build_prompt(self.tokenizer, self.template, ex.turns, placeholders)
+            counts = [self.model.num_slots(m, f.shape[0]) for m, f in item_feats]
+            ids, labels = expand_placeholders(ids, set(self.model.media_token_ids.values()), counts, labels)
+            if len(ids) > self.max_len:
+                if sum(counts) >= self.max_len:
+                    self.skipped += 1
+                    continue
+                ids, labels = ids[: self.max_len], labels[: self.max_len]
+            rows.append((ids, labels))
+            for m, f in item_feats:
+                order.append((m, len(feats[m])))
+                feats[m].append(f)
+        if not rows:
+            raise ValueError("every example in this batch was skipped")
+        t = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((len(rows), t), self.pad_id, dtype=torch.long)
+        labels_t = torch.full((len(rows), t), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(rows), t), dtype=torch.long)
+        for i, (ids, labels) in enumerate(rows):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            labels_t[i, : len(labels)] = torch.tensor(labels)
+            mask[i, : len(ids)] = 1
+        media = {}
+        for m, items in feats.items():
+            if not items:
+                continue
+            n = max(f.shape[0] for f in items)
+            states = torch.zeros(len(items), n, items[0].shape[-1], dtype=items[0].dtype)
+            valid = torch.zeros(len(items), n, dtype=torch.bool)
+            for i, f in enumerate(items):
+                states[i, : f.shape[0]] = f
+                valid[i, : f.shape[0]] = True
+            media[m] = (states, valid, [f.shape[0] for f in items])
+        return Batch(input_ids, mask, labels_t, media, order)
+
+
+class BridgeObjective(nn.Module):
+    """LM loss on answer tokens, with bridge outputs spliced into the media slots."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        m = self.model
+        outs = {
+            mod: [m.projectors[mod](t) for t in m.bridge(mod, states, mask, valid)]
+            for mod, (states, mask, valid) in batch.media.items()
+        }
+        media = torch.cat([outs[mod][i] for mod, i in batch.order]) if batch.order else None
+        return m(batch.input_ids, batch.attention_mask, media, labels=batch.labels).loss

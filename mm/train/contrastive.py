@@ -1,0 +1,129 @@
+"""Stage 0 for the tiny encoders: CLIP / CLAP-style contrastive pretraining on caption pairs.
+
+Shape letters: B pairs, N encoder tokens, D encoder width, L caption tokens, E joint embedding width.
+
+The media tower is the encoder that is frozen afterwards; the text tower is a small transformer that is
+thrown away. Media embeddings are the mean of the encoder's tokens, so every token (not only a CLS)
+learns to carry what the captions talk about: the Q-Former later reads those tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from encoders.audio_io import load_audio, log_mel
+from mm.errors import InputError
+from mm.train.sources import Record
+
+
+class TextTower(nn.Module):
+    def __init__(self, vocab: int, width: int = 128, layers: int = 2, heads: int = 4, max_len: int = 96,
+                 out_dim: int = 128) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.pos = nn.Parameter(torch.randn(max_len, width) * 0.01)
+        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, layers)
+        self.norm = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, out_dim)
+        self.max_len = max_len
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids, (B, L) mask -> (B, E) unnormalised."""
+        x = self.embed(ids) + self.pos[: ids.shape[1]]
+        x = self.blocks(x, src_key_padding_mask=~mask)
+        x = self.norm(x)
+        pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return self.proj(pooled)
+
+
+class ContrastiveObjective(nn.Module):
+    def __init__(self, encoder: nn.Module, text: TextTower, modality: str, embed_dim: int = 128,
+                 rank: int = 0, world_size: int = 1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.text = text
+        self.modality = modality
+        self.media_proj = nn.Linear(encoder.width, embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.loss = ClipLoss(gather_with_grad=world_size > 1, rank=rank, world_size=world_size)
+        encoder.requires_grad_(True)
+
+    def media_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        if self.modality == "image":
+            return self.encoder.tokens(x)  # (B, N, D), with grad: this is the tower being trained
+        return self.encoder.model(x).last_hidden_state
+
+    def forward(self, batch: ContrastiveBatch) -> torch.Tensor:
+        media = self.media_proj(self.media_tokens(batch.media).mean(dim=1))
+        text = self.text(batch.ids, batch.mask)
+        scale = self.logit_scale.clamp(max=math.log(100)).exp()
+        return self.loss(F.normalize(media, dim=-1), F.normalize(text, dim=-1), scale)
+
+
+@dataclass
+class ContrastiveBatch:
+    media: torch.Tensor  # image (B, 3, H, W) or log-mel (B, M, T)
+    ids: torch.Tensor  # (B, L)
+    mask: torch.Tensor  # (B, L) bool
+
+    def to(self, device: torch.device) -> ContrastiveBatch:
+        return ContrastiveBatch(self.media.to(device), self.ids.to(device), self.mask.to(device))
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.mask.sum())
+
+
+class PairDataset:
+    """(media tensor, caption) pairs; the caption language is drawn per epoch. Unreadable media -> None."""
+
+    def __init__(self, records: list[Record], encoder: Any, modality: str, seed: int = 0) -> None:
+        self.records = [r for r in records if r.captions and r.media and r.media[0][0] == modality]
+        self.encoder = encoder
+        self.modality = modality
+        self.seed = seed
+        self.epoch = 0
+        self.skipped = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str] | None:
+        rec = self.records[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        caption = rec.captions[int(rng.integers(len(rec.captions)))]
+        try:
+            if self.modality == "image":
+                x = self.encoder.preprocess(rec.media[0][1])
+            else:
+                wave = load_audio(rec.media[0][1], self.encoder.sample_rate)
+                x = log_mel(wave, self.encoder.n_mels, self.encoder.window_frames)
+        except InputError:
+            self.skipped += 1
+            return None
+        return x, caption
+
+
+class PairCollator:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_len: int = 96) -> None:
+        self.tokenizer = tokenizer
+        self.max_len = max_len
+
+    def __call__(self, items: list[tuple[torch.Tensor, str] | None]) -> ContrastiveBatch:
+        items = [x for x in items if x is not None]
+        enc = self.tokenizer([c for _, c in items], padding=True, truncation=True, max_length=self.max_len,
+                             return_tensors="pt", add_special_tokens=False)
+        return ContrastiveBatch(torch.stack([x for x, _ in items]), enc["input_ids"], enc["attention_mask"].bool())

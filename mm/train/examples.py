@@ -1,0 +1,112 @@
+"""Records -> training examples (media + conversation turns), drawn afresh each epoch.
+
+Each example is a pure function of (record, seed, epoch, index), so a resumed run sees exactly the
+examples it would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from mm.train.sources import Record
+
+Mode = Literal["caption", "dialogue", "text"]
+
+CAPTION_PROMPTS = {
+    "image": {"en": ["Describe the image.", "What is in this picture?", "Write a caption for this image."],
+              "zh": ["描述这张图片。", "图片里有什么？", "为这张图片写一句描述。"]},
+    "audio": {"en": ["Describe the sound.", "What do you hear?", "Write a caption for this sound."],
+              "zh": ["描述这段声音。", "你听到了什么？", "为这段声音写一句描述。"]},
+}
+
+
+@dataclass
+class Example:
+    id: str
+    media: list[tuple[str, str]]  # (modality, media key) in prompt order
+    turns: list[tuple[str, str]]  # (query, answer)
+
+
+def media_key(record: Record, k: int) -> str:
+    """Stable key of a record's k-th media item: its path, or `id#k` for in-memory bytes."""
+    src = record.media[k][1]
+    return src if isinstance(src, str) else f"{record.id}#{k}"
+
+
+def _lang(text: str) -> str:
+    return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
+
+
+def _caption_turn(record: Record, rng: np.random.Generator) -> tuple[str, str] | None:
+    if not record.captions:
+        return None
+    caption = record.captions[int(rng.integers(len(record.captions)))]
+    modality = record.media[0][0] if record.media else "image"
+    prompts = CAPTION_PROMPTS[modality][_lang(caption)]
+    return prompts[int(rng.integers(len(prompts)))], caption
+
+
+def _synth_dialogue(extra: dict[str, Any], rng: np.random.Generator) -> list[tuple[str, str]] | None:
+    """A random dialogue from the synthetic world: a follow-up pair, or 1-3 questions in one language."""
+    qa, dialogues = extra.get("qa", []), extra.get("dialogues", [])
+    if dialogues and rng.random() < 0.3:
+        d = dialogues[int(rng.integers(len(dialogues)))]
+        return [(t["q"], t["a"]) for t in d]
+    if not qa:
+        return None
+    lang = "en" if rng.random() < 0.5 else "zh"
+    pool = [t for t in qa if t["lang"] == lang] or qa
+    n = min(len(pool), int(rng.choice([1, 1, 2, 3])))
+    picks = rng.choice(len(pool), size=n, replace=False)
+    return [(pool[int(i)]["q"], pool[int(i)]["a"]) for i in picks]
+
+
+def make_example(record: Record, mode: Mode, rng: np.random.Generator) -> Example | None:
+    """One example of `mode` from `record`, or None when the record has nothing for that mode."""
+    media = [(record.media[k][0], media_key(record, k)) for k in range(len(record.media))]
+    if mode == "caption":
+        turn = _caption_turn(record, rng)
+        return Example(record.id, media, [turn]) if turn else None
+    if mode == "dialogue":
+        turns = _synth_dialogue(record.extra, rng) if record.extra.get("qa") else None
+        if turns is None and record.conversations:
+            turns = record.conversations[int(rng.integers(len(record.conversations)))]
+        if (turns is None or rng.random() < 0.15) and record.captions:
+            turns = [_caption_turn(record, rng)]
+        return Example(record.id, media, turns) if turns else None
+    # "text": the LLM learns to answer from a written description (stage 0, no media).
+    if not record.captions:
+        return None
+    by_lang = record.extra.get("captions")
+    if isinstance(by_lang, dict) and rng.random() < 0.8:
+        turns = _synth_dialogue(record.extra, rng)
+        if turns:
+            described = by_lang.get(_lang(turns[0][0]), record.captions[0])
+            turns[0] = (f"{described}\n{turns[0][0]}", turns[0][1])
+            return Example(record.id, [], turns)
+    caption = record.captions[int(rng.integers(len(record.captions)))]
+    prompts = CAPTION_PROMPTS["image"][_lang(caption)]
+    return Example(record.id, [], [(prompts[int(rng.integers(len(prompts)))], caption)])
+
+
+class ExampleDataset:
+    """Map-style dataset over records; `set_epoch` changes which example each record yields."""
+
+    def __init__(self, records: list[Record], mode: Mode, seed: int = 0) -> None:
+        self.records = records
+        self.mode = mode
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> Example | None:
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        return make_example(self.records[i], self.mode, rng)

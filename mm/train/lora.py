@@ -1,0 +1,39 @@
+"""LoRA adapters (PEFT) on the LLM for instruction tuning; merged into the weights or saved apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from peft import LoraConfig, PeftModel, get_peft_model
+
+# GLM / Llama / Qwen-style projection names; whichever exist in the LLM are adapted.
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def add_lora(model: Any, r: int = 8, alpha: int = 16, dropout: float = 0.0) -> None:
+    """Wrap `model.llm` with trainable LoRA adapters; the base weights stay frozen."""
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.llm.named_modules()}
+    targets = [t for t in TARGETS if t in names]
+    if not targets:
+        raise ValueError(f"no LoRA target modules found in {type(model.llm).__name__}")
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+    model.llm = get_peft_model(model.llm, cfg)
+
+
+def has_lora(model: Any) -> bool:
+    return isinstance(model.llm, PeftModel)
+
+
+def merge_lora(model: Any) -> None:
+    """Fold the adapters into the base weights (plain transformers model again)."""
+    if has_lora(model):
+        model.llm = model.llm.merge_and_unload()
+
+
+def save_lora(model: Any, directory: str | Path) -> None:
+    model.llm.save_pretrained(str(Path(directory) / "lora"))
+
+
+def load_lora(model: Any, directory: str | Path) -> None:
+    model.llm = PeftModel.from_pretrained(model.llm, str(Path(directory) / "lora"))

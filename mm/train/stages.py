@@ -1,0 +1,94 @@
+"""The training stages as functions over an `MMChat` (model + tokenizer), shared by recipes and `mm train`.
+
+0. `pretrain_lm` (tiny only): the LLM learns the chat format and to answer from a written description.
+   `pretrain_encoder` (tiny only): contrastive pretraining of an encoder, which is then frozen.
+1. `train_bridge` on captions: Q-Formers + projections; encoders and LLM frozen.
+2. `train_bridge` on dialogues with `lora=True`: bridge + LoRA adapters on the LLM.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+
+from mm.train.batch import BridgeObjective, Collator
+from mm.train.contrastive import ContrastiveObjective, PairCollator, PairDataset, TextTower
+from mm.train.examples import ExampleDataset, media_key
+from mm.train.features import FeatureCache
+from mm.train.lora import add_lora, has_lora
+from mm.train.sources import Record
+from mm.train.trainer import TrainConfig, train
+
+logger = logging.getLogger(__name__)
+
+
+def _only_trainable(model: Any, prefixes: tuple[str, ...]) -> None:
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(prefixes))
+
+
+def pretrain_lm(chat: Any, records: list[Record], cfg: TrainConfig, out: Path, *, resume: bool = True,
+                accelerator: Accelerator | None = None) -> dict:
+    model = chat.model
+    _only_trainable(model, ("llm.",))
+    collate = Collator(model, chat.tokenizer, chat.template, max_len=256)
+    summary = train(BridgeObjective(model), ExampleDataset(records, "text", cfg.seed), collate, cfg, out,
+                    resume=resume, desc="stage0-lm", count_tokens=lambda b: b.num_tokens, accelerator=accelerator)
+    model.requires_grad_(False)
+    return summary
+
+
+def pretrain_encoder(chat: Any, records: list[Record], modality: str, cfg: TrainConfig, out: Path, *,
+                     resume: bool = True, accelerator: Accelerator | None = None) -> dict:
+    model = chat.model
+    encoder = model.encoders[modality]
+    model.requires_grad_(False)
+    acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
+    text = TextTower(len(chat.tokenizer))
+    objective = ContrastiveObjective(encoder, text, modality, rank=acc.process_index, world_size=acc.num_processes)
+    data = PairDataset(records, encoder, modality, cfg.seed)
+    summary = train(objective, data, PairCollator(chat.tokenizer), cfg, out, resume=resume,
+                    desc=f"stage0-{modality}", count_tokens=lambda b: b.num_tokens, accelerator=acc)
+    encoder.freeze()
+    summary["skipped"] = data.skipped
+    return summary
+
+
+def build_caches(chat: Any, records: list[Record], root: Path, batch_size: int = 64) -> dict[str, FeatureCache]:
+    """Encode every media item once (frozen encoders) and return the caches; bad files are counted."""
+    caches = {}
+    for modality in chat.model.encoders:
+        items = [(media_key(r, k), src) for r in records for k, (m, src) in enumerate(r.media) if m == modality]
+        if not items:
+            continue
+        cache = FeatureCache(root, chat.model, modality)
+        added = cache.build(items, batch_size=batch_size, total=len(items))
+        logger.info("%s features: %d new, %d cached, %d unreadable", modality, added,
+                    len(cache.where) - added, len(cache.bad))
+        caches[modality] = cache
+    return caches
+
+
+def train_bridge(chat: Any, records: list[Record], caches: dict[str, FeatureCache], cfg: TrainConfig, out: Path,
+                 *, mode: str, lora: bool = False, lora_r: int = 8, resume: bool = True,
+                 accelerator: Accelerator | None = None) -> dict:
+    """Stage 1 (`mode="caption"`) or stage 2 (`mode="dialogue"`, usually with `lora=True`)."""
+    model = chat.model
+    if lora and not has_lora(model):
+        add_lora(model, r=lora_r)
+    _only_trainable(model, ("qformers.", "projectors."))
+    if lora:
+        for name, p in model.llm.named_parameters():
+            if "lora_" in name:
+                p.requires_grad_(True)
+    collate = Collator(model, chat.tokenizer, chat.template, caches, max_len=512)
+    summary = train(BridgeObjective(model), ExampleDataset(records, mode, cfg.seed), collate, cfg, out,
+                    resume=resume, desc="stage2-instruct" if mode == "dialogue" else "stage1-bridge",
+                    count_tokens=lambda b: b.num_tokens, accelerator=accelerator)
+    model.requires_grad_(False)
+    summary["skipped_examples"] = collate.skipped
+    summary["unreadable_media"] = {m: len(c.bad) for m, c in caches.items()}
+    return summary
