@@ -141,9 +141,7 @@ class MMChat:
             generator = torch.Generator(device=self.device).manual_seed(seed)
         tokens: list[int] = []
         text = ""
-        steps = generate(self.model.llm, inputs_embeds, torch.ones_like(input_ids), cfg, self.stop_ids,
-                         pad_id=self.tokenizer.pad_token_id or 0, vocab_limit=len(self.tokenizer),
-                         generator=generator)
+        steps = self._generate(inputs_embeds, torch.ones_like(input_ids), cfg, generator)
         for tok in steps:
             t = int(tok[0])
             if t in self.stop_ids:
@@ -157,6 +155,49 @@ class MMChat:
                 yield text, [*hist, (query, text)]
         final = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         yield final, [*hist, (query, final)]
+
+    def _generate(self, embeds: torch.Tensor, mask: torch.Tensor, cfg: GenerationConfig,
+                  generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+        return generate(self.model.llm, embeds, mask, cfg, self.stop_ids, pad_id=self.tokenizer.pad_token_id or 0,
+                        vocab_limit=len(self.tokenizer), generator=generator,
+                        suppress_ids=set(self.model.media_token_ids.values()))
+
+    @torch.no_grad()
+    def answer_batch(
+        self, requests: Sequence[tuple[str, History, Sequence[Prepared]]], *, batch_size: int = 16,
+        max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+        repetition_penalty: float = 1.0, seed: int | None = None,
+    ) -> list[str]:
+        """Answers for many (query, history, prepared media) requests: left-padded batches, one forward
+        per step for the whole batch. Under greedy decoding each answer equals what `chat` gives."""
+        cfg = GenerationConfig(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+        generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        pad = self.tokenizer.pad_token_id or 0
+        answers: list[str] = []
+        for start in range(0, len(requests), batch_size):
+            chunk = requests[start:start + batch_size]
+            rows, media = [], []
+            for query, history, items in chunk:
+                embeds = self._embed(items)
+                rows.append(self._prompt(query, list(history), items, embeds, max_new_tokens))
+                media.extend(embeds)
+            t = max(map(len, rows))
+            ids = torch.full((len(rows), t), pad, dtype=torch.long, device=self.device)
+            mask = torch.zeros_like(ids)
+            for i, r in enumerate(rows):
+                ids[i, t - len(r):] = torch.tensor(r, device=self.device)
+                mask[i, t - len(r):] = 1
+            embeds = self.model.splice(ids, torch.cat(media).to(self.dtype) if media else None)
+            out: list[list[int]] = [[] for _ in rows]
+            done = [False] * len(rows)
+            for step in self._generate(embeds, mask, cfg, generator):
+                for i, tok in enumerate(step.tolist()):
+                    if done[i] or tok in self.stop_ids:
+                        done[i] = True
+                    else:
+                        out[i].append(tok)
+            answers.extend(self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in out)
+        return answers
 
     def chat(self, query: str, **kwargs: Any) -> tuple[str, History]:
         """Answer `query` about `image` / `audio` (a path, bytes, PIL image, (wave, sr) pair, or a list).

@@ -76,10 +76,12 @@ def generate(
     pad_id: int = 0,
     vocab_limit: int | None = None,
     generator: torch.Generator | None = None,
+    suppress_ids: set[int] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yields (B,) token ids per step; a finished row yields `pad_id`. Stops when all rows finished.
 
-    `vocab_limit` masks logits of ids the tokenizer cannot decode (embedding tables are often padded).
+    `vocab_limit` masks logits of ids the tokenizer cannot decode (embedding tables are often padded);
+    `suppress_ids` are never generated (media placeholders).
     """
     b = inputs_embeds.shape[0]
     device = inputs_embeds.device
@@ -96,6 +98,8 @@ def generate(
         logits = out.logits[:, -1, :]  # (B, V)
         if vocab_limit is not None and vocab_limit < logits.shape[-1]:
             logits[:, vocab_limit:] = float("-inf")
+        if suppress_ids:
+            logits[:, [i for i in suppress_ids if i < logits.shape[-1]]] = float("-inf")
         tok = next_token(logits, cfg, generated, generator)
         tok = torch.where(finished, torch.full_like(tok, pad_id), tok)
         finished |= torch.isin(tok, stop)

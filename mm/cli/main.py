@@ -12,6 +12,7 @@ COMMANDS = {
     "info": "mm.cli.info",
     "synth": "mm.cli.synth",
     "train": "mm.cli.train",
+    "eval": "mm.cli.eval",
 }
 
 USAGE = """usage: mm COMMAND [ARGS...]

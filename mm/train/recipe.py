@@ -30,7 +30,7 @@ from mm.train.examples import CAPTION_PROMPTS
 from mm.train.lora import merge_lora
 from mm.train.sources import Record, read_jsonl
 from mm.train.stages import build_caches, pretrain_encoder, pretrain_lm, train_bridge
-from mm.train.trainer import TrainConfig
+from mm.train.trainer import TrainConfig, make_accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class TinyRecipe:
     world_seed: int = 0  # seed of the synthetic world
     vocab_size: int = 1024  # BPE vocabulary incl. special tokens
     lora_r: int = 8  # LoRA rank in stage 2
-    lm: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1200, batch_size=64, lr=2e-3, warmup=100))
+    lm: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, batch_size=64, lr=2e-3, warmup=50))
     image_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1200, batch_size=128, lr=1e-3, warmup=100))
     audio_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup=50))
     bridge: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup=50))
@@ -91,7 +91,7 @@ def run_tiny(out: str | Path, recipe: TinyRecipe | None = None, ship: str | Path
     """Run (or continue) the recipe under `out`; returns the final model directory."""
     recipe = recipe or TinyRecipe()
     out = Path(out)
-    acc = Accelerator()
+    acc = make_accelerator()
     timings: dict[str, float] = {}
     world = out / "world"
     t = time.perf_counter()
@@ -131,7 +131,7 @@ def run_tiny(out: str | Path, recipe: TinyRecipe | None = None, ship: str | Path
         _finish(chat, d, name, t, timings, acc, summary)
 
     t = time.perf_counter()
-    caches = build_caches(chat, records, out / "features")
+    caches = build_caches(chat, records, out / "features", accelerator=acc)
     timings["features"] = time.perf_counter() - t
 
     d, done = _stage(out, "stage1-bridge", timings, acc)

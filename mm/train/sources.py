@@ -113,8 +113,9 @@ def read_audio_csv(path: str | Path, audio_root: str | Path | None = None) -> It
                 caps = [row[c] for c in cols if c.startswith("caption") and row.get(c)]
             elif "youtube_id" in cols:  # AudioCaps: files named by youtube id (how most mirrors store them)
                 name = row["youtube_id"] + ".wav"
-                if not (root / name).exists() and row.get("audiocap_id"):
-                    name = row["audiocap_id"] + ".wav"
+                by_id = f"{row.get('audiocap_id')}.wav"
+                if not (root / name).exists() and (root / by_id).exists():
+                    name = by_id
                 caps = [row["caption"]]
             else:
                 raise InputError(f"{path}: neither an AudioCaps nor a Clotho CSV (columns: {cols})")

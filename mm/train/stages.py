@@ -20,7 +20,7 @@ from mm.train.examples import ExampleDataset, media_key
 from mm.train.features import FeatureCache
 from mm.train.lora import add_lora, has_lora
 from mm.train.sources import Record
-from mm.train.trainer import TrainConfig, train
+from mm.train.trainer import TrainConfig, make_accelerator, train
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def pretrain_encoder(chat: Any, records: list[Record], modality: str, cfg: Train
     model = chat.model
     encoder = model.encoders[modality]
     model.requires_grad_(False)
-    acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
+    acc = accelerator or make_accelerator(cfg.mixed_precision)
     text = TextTower(len(chat.tokenizer))
     objective = ContrastiveObjective(encoder, text, modality, rank=acc.process_index, world_size=acc.num_processes)
     data = PairDataset(records, encoder, modality, cfg.seed)
@@ -57,18 +57,26 @@ def pretrain_encoder(chat: Any, records: list[Record], modality: str, cfg: Train
     return summary
 
 
-def build_caches(chat: Any, records: list[Record], root: Path, batch_size: int = 64) -> dict[str, FeatureCache]:
-    """Encode every media item once (frozen encoders) and return the caches; bad files are counted."""
+def build_caches(chat: Any, records: list[Record], root: Path, batch_size: int = 64,
+                 accelerator: Accelerator | None = None) -> dict[str, FeatureCache]:
+    """Encode every media item once (frozen encoders) and return the caches; bad files are counted.
+
+    Under several processes the main one encodes and the others read what it wrote.
+    """
+    main = accelerator is None or accelerator.is_main_process
     caches = {}
     for modality in chat.model.encoders:
         items = [(media_key(r, k), src) for r in records for k, (m, src) in enumerate(r.media) if m == modality]
         if not items:
             continue
-        cache = FeatureCache(root, chat.model, modality)
-        added = cache.build(items, batch_size=batch_size, total=len(items))
-        logger.info("%s features: %d new, %d cached, %d unreadable", modality, added,
-                    len(cache.where) - added, len(cache.bad))
-        caches[modality] = cache
+        if main:
+            cache = FeatureCache(root, chat.model, modality)
+            added = cache.build(items, batch_size=batch_size, total=len(items))
+            logger.info("%s features: %d new, %d cached, %d unreadable", modality, added,
+                        len(cache.where) - added, len(cache.bad))
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
+        caches[modality] = cache if main else FeatureCache(root, chat.model, modality)
     return caches
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
 from torch import nn
 from tqdm import tqdm
 
@@ -79,12 +80,19 @@ def _batches(dataset: Any, collate: Callable, cfg: TrainConfig, rank: int, world
         epoch, offset = epoch + 1, 0
 
 
+def make_accelerator(mixed_precision: str = "no") -> Accelerator:
+    """The Accelerator every stage uses. A batch may hold images only or sounds only, leaving one bridge
+    without gradients on some rank, so DDP must look for unused parameters."""
+    return Accelerator(mixed_precision=mixed_precision,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
 def train(objective: nn.Module, dataset: Any, collate: Callable, cfg: TrainConfig, out_dir: str | Path,
           *, resume: bool = False, desc: str = "train", count_tokens: Callable[[Any], int] | None = None,
           accelerator: Accelerator | None = None) -> dict[str, Any]:
     """Train `objective(batch) -> loss` on its trainable parameters; returns a summary."""
     out_dir = Path(out_dir)
-    acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
+    acc = accelerator or make_accelerator(cfg.mixed_precision)
     if acc.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed + acc.process_index)

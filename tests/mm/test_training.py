@@ -1,0 +1,124 @@
+"""Feature cache, trainer, resume and stages on a small synthetic world with the tiny model."""
+
+import json
+
+import pytest
+import torch
+
+import mm
+from mm.synth import write_split
+from mm.train.batch import BridgeObjective
+from mm.train.features import FeatureCache
+from mm.train.sources import read_jsonl
+from mm.train.stages import build_caches, train_bridge
+from mm.train.trainer import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    manifest = write_split(root, "train", 24, 12, seed=5, workers=1)
+    (root / "train/images/000003.png").write_bytes(b"\x89PNG broken")  # one corrupt file
+    return list(read_jsonl(manifest)), root
+
+
+def fresh():
+    return mm.load("mm-tiny")
+
+
+def bridge_state(chat):
+    return {k: v.clone() for k, v in chat.model.bridge_state_dict().items()}
+
+
+def test_feature_cache_matches_the_encoder_and_counts_bad_files(world, tmp_path):
+    records, root = world
+    chat = fresh()
+    caches = build_caches(chat, records, tmp_path)
+    image = caches["image"]
+    assert len(image.bad) == 1 and "000003.png" in next(iter(image.bad))
+    key = records[0].media[0][1]
+    pixels = chat.model.encoders["image"].preprocess(key)[None]
+    torch.testing.assert_close(image.get(key).float(), chat.model.encoders["image"](pixels)[0], atol=2e-3, rtol=1e-2)
+    # Built once: a second pass adds nothing; other weights get a new cache directory.
+    again = FeatureCache(tmp_path, chat.model, "image")
+    assert again.build([(key, key)]) == 0
+    with torch.no_grad():
+        chat.model.encoders["image"].model.patch_embed.proj.weight.add_(1.0)
+    assert FeatureCache(tmp_path, chat.model, "image").dir != image.dir
+
+
+def _cfg(**kw):
+    return TrainConfig(**{"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup": 2, "log_every": 1, "ckpt_every": 3, **kw})
+
+
+def test_bridge_training_learns_and_reports(world, tmp_path):
+    records, _ = world
+    chat = fresh()
+    caches = build_caches(chat, records, tmp_path / "f")
+    summary = train_bridge(chat, records, caches, _cfg(steps=12, lr=3e-3), tmp_path / "run", mode="caption")
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["loss"] < lines[0]["loss"]
+    assert {"loss", "lr", "tokens_per_s", "grad_norm"} <= lines[0].keys()
+    assert summary["unreadable_media"]["image"] == 1
+    assert all(not p.requires_grad for p in chat.model.parameters())
+
+
+def test_interrupted_run_resumes_exactly(world, tmp_path, monkeypatch):
+    records, _ = world
+    caches = build_caches(fresh(), records, tmp_path / "f")
+    straight = fresh()
+    train_bridge(straight, records, caches, _cfg(), tmp_path / "a", mode="dialogue", lora=True)
+
+    class Crash(Exception):
+        pass
+
+    crashing = fresh()
+    calls = {"n": 0}
+    import mm.train.trainer as trainer
+
+    original = trainer._batches
+
+    def crash_after_three(*a, **k):
+        for item in original(*a, **k):
+            calls["n"] += 1
+            if calls["n"] > 3:
+                raise Crash
+            yield item
+
+    monkeypatch.setattr(trainer, "_batches", crash_after_three)
+    with pytest.raises(Crash):
+        train_bridge(crashing, records, caches, _cfg(), tmp_path / "b", mode="dialogue", lora=True)
+    monkeypatch.setattr(trainer, "_batches", original)
+    assert json.loads((tmp_path / "b/metrics.jsonl").read_text().splitlines()[-1])["step"] == 3
+    resumed = fresh()
+    train_bridge(resumed, records, caches, _cfg(), tmp_path / "b", mode="dialogue", lora=True)
+    for k, v in bridge_state(straight).items():
+        torch.testing.assert_close(bridge_state(resumed)[k], v)
+    lora = {n: p for n, p in straight.model.llm.named_parameters() if "lora_" in n}
+    assert lora
+    for n, p in resumed.model.llm.named_parameters():
+        if "lora_" in n:
+            torch.testing.assert_close(p, lora[n])
+
+
+def test_non_finite_loss_skips_the_update_and_is_reported(world, tmp_path):
+    records, _ = world
+    chat = fresh()
+    caches = build_caches(chat, records, tmp_path / "f")
+    from mm.train.batch import Collator
+    from mm.train.examples import ExampleDataset
+
+    class NaNOnce(BridgeObjective):
+        calls = 0
+
+        def forward(self, batch):
+            NaNOnce.calls += 1
+            loss = super().forward(batch)
+            return loss * float("nan") if NaNOnce.calls == 2 else loss
+
+    for n, p in chat.model.named_parameters():
+        p.requires_grad_(n.startswith(("qformers.", "projectors.")))
+    summary = train(NaNOnce(chat.model), ExampleDataset(records, "caption"),
+                    Collator(chat.model, chat.tokenizer, chat.template, caches), _cfg(steps=3), tmp_path / "run")
+    assert summary["nonfinite"] == 1 and summary["steps"] == 3
+    assert all(torch.isfinite(p).all() for p in chat.model.parameters())
