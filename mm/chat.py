@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,21 @@ from mm.errors import InputError
 from mm.generation import GenerationConfig, generate
 from mm.media import EmbeddingCache, Prepared, as_list, batch_inputs, prepare
 from mm.model import MODALITIES, MMModel
-from mm.prompt import build_prompt, expand_placeholders, get_template, stop_token_ids
+from mm.prompt import CAPTION_PROMPTS, build_prompt, expand_placeholders, get_template, stop_token_ids
 from mm.tokenizer import add_media_tokens
 
 logger = logging.getLogger(__name__)
 
 History = list[tuple[str, str]]
+
+
+@dataclass
+class Reply:
+    text: str  # the response so far
+    history: History  # history including this response
+    prompt_tokens: int  # prompt length, media slots included
+    completion_tokens: int  # tokens generated so far
+    finish_reason: str | None  # None while streaming; "stop" (end token) or "length" (max_new_tokens)
 
 
 class MMChat:
@@ -121,12 +131,12 @@ class MMChat:
 
     # -- chat -------------------------------------------------------------------------------------
 
-    def stream_chat(
+    def respond(
         self, query: str, *, image: Any = None, audio: Any = None, history: Any = None,
         max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
         repetition_penalty: float = 1.0, seed: int | None = None,
-    ) -> Iterator[tuple[str, History]]:
-        """Yields (partial response, history including it) as tokens arrive."""
+    ) -> Iterator[Reply]:
+        """The generation behind `stream_chat`, with token counts and why it stopped (for servers)."""
         cfg = GenerationConfig(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
         hist = self._history(history)
         items = self._collect(image, audio)
@@ -141,10 +151,11 @@ class MMChat:
             generator = torch.Generator(device=self.device).manual_seed(seed)
         tokens: list[int] = []
         text = ""
-        steps = self._generate(inputs_embeds, torch.ones_like(input_ids), cfg, generator)
-        for tok in steps:
+        finish = "length"
+        for tok in self._generate(inputs_embeds, torch.ones_like(input_ids), cfg, generator):
             t = int(tok[0])
             if t in self.stop_ids:
+                finish = "stop"
                 break
             tokens.append(t)
             new = self.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -152,9 +163,14 @@ class MMChat:
                 continue  # half of a multi-byte character: wait for the rest
             if new != text:
                 text = new
-                yield text, [*hist, (query, text)]
-        final = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-        yield final, [*hist, (query, final)]
+                yield Reply(text, [*hist, (query, text)], len(ids), len(tokens), None)
+        final = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        yield Reply(final, [*hist, (query, final)], len(ids), len(tokens), finish)
+
+    def stream_chat(self, query: str, **kwargs: Any) -> Iterator[tuple[str, History]]:
+        """Yields (partial response, history including it) as tokens arrive; same arguments as `chat`."""
+        for reply in self.respond(query, **kwargs):
+            yield reply.text, reply.history
 
     def _generate(self, embeds: torch.Tensor, mask: torch.Tensor, cfg: GenerationConfig,
                   generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
@@ -196,17 +212,46 @@ class MMChat:
                         done[i] = True
                     else:
                         out[i].append(tok)
-            answers.extend(self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in out)
+            answers.extend(self.tokenizer.decode(o, skip_special_tokens=True) for o in out)
         return answers
 
-    def chat(self, query: str, **kwargs: Any) -> tuple[str, History]:
+    def chat(
+        self, query: str, *, image: Any = None, audio: Any = None, history: Any = None,
+        max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+        repetition_penalty: float = 1.0, seed: int | None = None,
+    ) -> tuple[str, History]:
         """Answer `query` about `image` / `audio` (a path, bytes, PIL image, (wave, sr) pair, or a list).
 
         Returns (response, history); pass the history (and the same media) back for a follow-up. The media
         is encoded once and cached by content.
         """
-        (response, history), = deque(self.stream_chat(query, **kwargs), maxlen=1)
-        return response, history
+        (reply,) = deque(self.respond(query, image=image, audio=audio, history=history,
+                                      max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                      top_k=top_k, repetition_penalty=repetition_penalty, seed=seed), maxlen=1)
+        return reply.text, reply.history
+
+    def caption(
+        self, items: Any, *, batch_size: int = 8, prompt: str | Sequence[str] | None = None,
+        lang: str = "en", **gen: Any,
+    ) -> list[str]:
+        """One caption per item (images and sounds may be mixed; order is kept), generated in batches.
+
+        `prompt` is one request for every item or one per item; by default "Describe the image." /
+        "Describe the sound." in `lang` ("en" or "zh"). `gen` takes the generation settings of `chat`.
+        """
+        items = as_list(items)
+        if not items:
+            return []
+        if lang not in ("en", "zh"):
+            raise InputError(f"lang must be 'en' or 'zh', got {lang!r}")
+        if isinstance(prompt, (list, tuple)) and len(prompt) != len(items):
+            raise InputError(f"{len(prompt)} prompts for {len(items)} items")
+        prepared = [prepare(self.model, infer_modality(x), x) for x in items]
+        requests = []
+        for i, p in enumerate(prepared):
+            text = prompt[i] if isinstance(prompt, (list, tuple)) else prompt
+            requests.append((text or CAPTION_PROMPTS[p.modality][lang][0], [], [p]))
+        return self.answer_batch(requests, batch_size=batch_size, **gen)
 
     # -- embeddings -------------------------------------------------------------------------------
 

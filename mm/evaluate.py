@@ -18,6 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from mm.media import prepare
+from mm.prompt import CAPTION_PROMPTS
 from mm.synth.vocab import COLOURS, POSITIONS, SHAPES, SIZES
 
 IMAGE_TYPES = ("colour", "shape", "count", "position", "size", "digit")
@@ -99,9 +100,7 @@ def evaluate(chat: Any, manifest: str | Path, *, limit: int | None = None, batch
         single += [(rec, qa, media) for qa in rec["qa"]]
         first += [(rec, d, media) for d in rec.get("dialogues", [])]
         if captions:
-            prompts = {"image": {"en": "Describe the image.", "zh": "描述这张图片。"},
-                       "audio": {"en": "Describe the sound.", "zh": "描述这段声音。"}}[modality]
-            caps += [(rec, lang, prompts[lang], media) for lang in ("en", "zh")]
+            caps += [(rec, lang, CAPTION_PROMPTS[modality][lang][0], media) for lang in ("en", "zh")]
     gen = {"batch_size": batch_size, "max_new_tokens": 48}
     answers = chat.answer_batch([(qa["q"], [], m) for _, qa, m in single], **gen)
     for (rec, qa, _), ans in zip(single, answers):

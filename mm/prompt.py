@@ -19,6 +19,14 @@ from mm.errors import InputError
 
 IGNORE_INDEX = -100  # label value the LM loss skips
 
+# Requests for a caption, per modality and language; the first of each list is the default.
+CAPTION_PROMPTS = {
+    "image": {"en": ["Describe the image.", "What is in this picture?", "Write a caption for this image."],
+              "zh": ["描述这张图片。", "图片里有什么？", "为这张图片写一句描述。"]},
+    "audio": {"en": ["Describe the sound.", "What do you hear?", "Write a caption for this sound."],
+              "zh": ["描述这段声音。", "你听到了什么？", "为这段声音写一句描述。"]},
+}
+
 
 @dataclass(frozen=True)
 class ChatTemplate:

@@ -13,6 +13,7 @@ COMMANDS = {
     "synth": "mm.cli.synth",
     "train": "mm.cli.train",
     "eval": "mm.cli.eval",
+    "serve": "mm.cli.serve",
 }
 
 USAGE = """usage: mm COMMAND [ARGS...]

@@ -11,17 +11,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mm.prompt import CAPTION_PROMPTS
 from mm.train.sources import Record
 
 Mode = Literal["caption", "dialogue", "text"]
-
-CAPTION_PROMPTS = {
-    "image": {"en": ["Describe the image.", "What is in this picture?", "Write a caption for this image."],
-              "zh": ["描述这张图片。", "图片里有什么？", "为这张图片写一句描述。"]},
-    "audio": {"en": ["Describe the sound.", "What do you hear?", "Write a caption for this sound."],
-              "zh": ["描述这段声音。", "你听到了什么？", "为这段声音写一句描述。"]},
-}
-
 
 @dataclass
 class Example:

@@ -23,10 +23,9 @@ from mm.chat import MMChat
 from mm.config import preset
 from mm.loading import INIT_SEED, load
 from mm.model import MMModel
-from mm.prompt import TEMPLATES
+from mm.prompt import CAPTION_PROMPTS, TEMPLATES
 from mm.synth import write_split
 from mm.tokenizer import build_tokenizer
-from mm.train.examples import CAPTION_PROMPTS
 from mm.train.lora import merge_lora
 from mm.train.sources import Record, read_jsonl
 from mm.train.stages import build_caches, pretrain_encoder, pretrain_lm, train_bridge
@@ -44,11 +43,17 @@ class TinyRecipe:
     world_seed: int = 0  # seed of the synthetic world
     vocab_size: int = 1024  # BPE vocabulary incl. special tokens
     lora_r: int = 8  # LoRA rank in stage 2
-    lm: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, batch_size=64, lr=2e-3, warmup=50))
-    image_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1200, batch_size=128, lr=1e-3, warmup=100))
-    audio_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup=50))
-    bridge: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup=50))
-    instruct: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1200, batch_size=64, lr=1e-3, warmup=50))
+    # bf16 autocast halves step time on CPUs with AVX512-BF16 and is what GPUs use anyway.
+    lm: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=2000, batch_size=64, lr=2e-3, warmup=50, mixed_precision="bf16"))
+    image_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=1200, batch_size=128, lr=1e-3, warmup=100, mixed_precision="bf16"))
+    audio_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=600, batch_size=64, lr=1e-3, warmup=50, mixed_precision="bf16"))
+    bridge: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=600, batch_size=64, lr=1e-3, warmup=50, mixed_precision="bf16"))
+    instruct: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=1500, batch_size=64, lr=1e-3, warmup=50, mixed_precision="bf16"))
 
     @classmethod
     def smoke(cls) -> TinyRecipe:

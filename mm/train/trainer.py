@@ -121,6 +121,11 @@ def train(objective: nn.Module, dataset: Any, collate: Callable, cfg: TrainConfi
         logger.info("resumed %s at step %d (epoch %d, offset %d)", desc, step, epoch, offset)
     model, optimizer = acc.prepare(objective, optimizer)
     device = acc.device
+    if cfg.mixed_precision == "fp16" and acc.mixed_precision != "fp16":
+        raise ValueError("fp16 needs a loss scaler: create the Accelerator with mixed_precision='fp16'")
+    # bf16 needs no scaler, so each stage can choose it on its own accelerator.
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.mixed_precision == "bf16"
+                else acc.autocast())
     data = _batches(dataset, collate, cfg, acc.process_index, acc.num_processes, epoch, offset)
     log_file = out_dir / "metrics.jsonl"
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not acc.is_main_process, dynamic_ncols=True)
@@ -133,7 +138,7 @@ def train(objective: nn.Module, dataset: Any, collate: Callable, cfg: TrainConfi
             batch = batch.to(device)
             tokens += count_tokens(batch) if count_tokens else 0
             ctx = acc.no_sync(model) if micro < cfg.grad_accum - 1 else nullcontext()
-            with ctx, acc.autocast():
+            with ctx, autocast:
                 loss = model(batch) / cfg.grad_accum
                 acc.backward(loss)
             total += loss.detach()
