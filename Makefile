@@ -25,7 +25,7 @@ dev: $(VENV)/.installed-dev
 
 # Until the Gradio app lands (issue 4), the demo asks the embedded default model about an example picture.
 demo: $(VENV)/.installed
-	$(BIN)/mm chat --model mm-tiny --image demos/assets/shapes.png "What colour is the circle?"
+	$(BIN)/mm chat --model mm-tiny --image demos/assets/red_circle.png "What colour is the circle?"
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

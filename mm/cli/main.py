@@ -9,6 +9,7 @@ import sys
 # name -> module under mm.cli; each module's docstring is its help text.
 COMMANDS = {
     "chat": "mm.cli.chat",
+    "demo": "mm.cli.demo",
     "info": "mm.cli.info",
     "synth": "mm.cli.synth",
     "train": "mm.cli.train",

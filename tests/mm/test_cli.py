@@ -45,3 +45,14 @@ def test_errors_are_one_clear_line(args, message):
     out = run(*args)
     assert out.returncode != 0
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_interactive_chat_reads_commands_from_stdin(tmp_path):
+    make_image().save(tmp_path / "x.png")
+    script = f"/image {tmp_path / 'x.png'}\nWhat colour is it?\n/image nope.png\n/frob\nAnd its shape?\n/clear\n/exit\n"
+    out = subprocess.run([MM, "chat", "--max-new-tokens", "4"], input=script, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "(attached image x.png)" in out.stdout and "(conversation cleared)" in out.stdout
+    assert out.stdout.count("mm> ") == 2
+    assert "no such file: nope.png" in out.stderr and "unknown command /frob" in out.stderr

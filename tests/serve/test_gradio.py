@@ -1,0 +1,60 @@
+"""The Gradio app through gradio_client, as a remote user would call it."""
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+from demos.app import ASSETS, build_app
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = build_app(tiny)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def test_image_question_matches_the_model(client, tiny):
+    image = ASSETS / "red_circle.png"
+    # The per-session history is server-side state, so the API takes and returns the visible chat only.
+    chat, box = client.predict("What colour is the circle?", handle_file(str(image)), None, [], 16, 0.0, 1.0,
+                               api_name="/chat")
+    expected, _ = tiny.chat("What colour is the circle?", image=str(image), max_new_tokens=16)
+    assert [m["role"] for m in chat] == ["user", "assistant"]
+    assert chat[0]["content"][-1]["text"] == "What colour is the circle?"
+    assert chat[0]["content"][0]["type"] == "file"  # the picture is shown with the first question
+    assert chat[-1]["content"][0]["text"] == expected
+    assert box == ""
+
+
+def test_bad_file_is_a_message_in_the_chat(client, tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....not really a wav")
+    chat, box = client.predict("What do you hear?", None, handle_file(str(bad)), [], 8, 0.0, 1.0, api_name="/chat")
+    assert box == "What do you hear?"  # kept, so the user can fix the file and resend
+    assert "⚠️" in chat[-1]["content"][0]["text"] and "not a readable audio file" in chat[-1]["content"][0]["text"]
+
+
+def test_captions_tab_returns_a_table_and_a_jsonl_file(client, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG nope")
+    files = [handle_file(str(ASSETS / "red_circle.png")), handle_file(str(ASSETS / "three_beeps.wav")),
+             handle_file(str(broken))]
+    table, download = client.predict(files, "en", 8, api_name="/caption")
+    rows = table["data"]
+    assert [r[1] for r in rows] == ["image", "audio", "image"]
+    assert rows[0][2] and not rows[0][3] and rows[2][3]  # the broken file has an error, the others captions
+    lines = [json.loads(x) for x in Path(download).read_text().splitlines()]
+    assert [r["path"] for r in lines] == ["red_circle.png", "three_beeps.wav", "broken.png"]
