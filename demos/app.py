@@ -105,7 +105,7 @@ def build_app(model: Any, title: str = "mm: ask about pictures and sounds") -> g
         with gr.Tab("Chat"):
             with gr.Row():
                 with gr.Column(scale=2):
-                    image = gr.Image(type="filepath", label="Image", height=240)
+                    image = gr.Image(type="filepath", label="Image", height=240, elem_id="image-input")
                     audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio")
                     with gr.Accordion("Generation", open=False):
                         max_len = gr.Slider(1, 1024, value=128, step=1, label="Maximum length (new tokens)")
@@ -114,9 +114,9 @@ def build_app(model: Any, title: str = "mm: ask about pictures and sounds") -> g
                 with gr.Column(scale=3):
                     chatbot = gr.Chatbot(elem_id="chatbot", label="Conversation", height=420)
                     query = gr.Textbox(placeholder="Ask about the picture or the sound… (中文也可以)", label="Question",
-                                       lines=1)
+                                       lines=1, elem_id="query")
                     with gr.Row():
-                        send = gr.Button("Send", variant="primary")
+                        send = gr.Button("Send", variant="primary", elem_id="send")
                         retry_btn = gr.Button("Retry")
                         undo_btn = gr.Button("Undo")
                         clear = gr.Button("Clear")
