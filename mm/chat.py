@@ -85,12 +85,7 @@ class MMChat:
                 else:
                     out[i] = hit
             if missing:
-                self.cache.misses += len(missing)
-                inputs = batch_inputs(self.model, modality, [p for _, p in missing])
-                if isinstance(inputs, torch.Tensor):
-                    inputs = inputs.to(self.device)
-                else:
-                    inputs.mel = inputs.mel.to(self.device)
+                inputs = batch_inputs(self.model, modality, [p for _, p in missing], self.device)
                 embeds = self.model.embed_media(modality, inputs)
                 for (i, p), e in zip(missing, embeds):
                     self.cache.put(p.key, e)
@@ -265,11 +260,7 @@ class MMChat:
         for item in items:
             m = modality or infer_modality(item)
             p = prepare(self.model, m, item)
-            inputs = batch_inputs(self.model, m, [p])
-            if isinstance(inputs, torch.Tensor):
-                inputs = inputs.to(self.device)
-            else:
-                inputs.mel = inputs.mel.to(self.device)
+            inputs = batch_inputs(self.model, m, [p], self.device)
             tokens = self.model.bridge_tokens(m, inputs)[0]  # (Q, D)
             out.append(torch.nn.functional.normalize(tokens.float().mean(0), dim=-1))
         return torch.stack(out)

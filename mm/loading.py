@@ -99,6 +99,8 @@ def load(
     else:
         cfg = preset(str(name_or_dir))
         weights_dir = shipped_weights(cfg.name)
+        if weights_dir is not None:  # the shipped weights carry the exact config they were trained with
+            cfg = MMConfig.load(weights_dir / "config.json")
     try:
         cfg = apply_overrides(cfg, overrides)
     except ValueError as e:
@@ -142,6 +144,10 @@ def load(
             model.encoders[modality].load_weights(source)
     if bridge is not None:
         _load_matching(model, bridge_state(bridge), str(bridge))
+    if weights_dir is not None and (weights_dir / "lora" / "adapter_config.json").is_file():
+        from mm.train.lora import load_lora
+
+        load_lora(model, weights_dir)  # adapters saved apart (mm train --stage instruct without --merge-lora)
 
     model.to(device=dev, dtype=dt)
     return MMChat(model, tokenizer)

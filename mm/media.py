@@ -61,7 +61,9 @@ class EmbeddingCache:
 
     def get(self, key: str) -> torch.Tensor | None:
         value = self._items.get(key)
-        if value is not None:
+        if value is None:
+            self.misses += 1
+        else:
             self._items.move_to_end(key)
             self.hits += 1
         return value
@@ -76,8 +78,10 @@ class EmbeddingCache:
         self._items.clear()
 
 
-def batch_inputs(model: Any, modality: str, items: Sequence[Prepared]) -> Any:
-    """Stack prepared items of one modality into the encoder's batch input."""
+def batch_inputs(model: Any, modality: str, items: Sequence[Prepared], device: torch.device | None = None) -> Any:
+    """Stack prepared items of one modality into the encoder's batch input, on `device`."""
     if modality == "image":
-        return torch.stack([p.data for p in items])
-    return model.encoders["audio"].features([p.data for p in items])
+        return torch.stack([p.data for p in items]).to(device)
+    batch = model.encoders["audio"].features([p.data for p in items])
+    batch.mel = batch.mel.to(device)
+    return batch

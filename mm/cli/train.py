@@ -61,7 +61,6 @@ def main(argv: list[str]) -> int:
                            lora=args.stage == "instruct", lora_r=args.lora_r, resume=not args.no_resume)
     if args.stage == "instruct" and not args.merge_lora:
         save_lora(chat.model, out / "model")
-        chat.model.llm = chat.model.llm.get_base_model()
     else:
         merge_lora(chat.model)
     full = chat.config.llm.hidden_size <= 1024

@@ -32,7 +32,9 @@ def merge_lora(model: Any) -> None:
 
 
 def save_lora(model: Any, directory: str | Path) -> None:
+    """Write the adapters to DIR/lora and take them off the LLM (its base weights are saved as usual)."""
     model.llm.save_pretrained(str(Path(directory) / "lora"))
+    model.llm = model.llm.unload()
 
 
 def load_lora(model: Any, directory: str | Path) -> None:

@@ -124,8 +124,11 @@ def train(objective: nn.Module, dataset: Any, collate: Callable, cfg: TrainConfi
     if cfg.mixed_precision == "fp16" and acc.mixed_precision != "fp16":
         raise ValueError("fp16 needs a loss scaler: create the Accelerator with mixed_precision='fp16'")
     # bf16 needs no scaler, so each stage can choose it on its own accelerator.
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.mixed_precision == "bf16"
-                else acc.autocast())
+    def autocast():
+        if cfg.mixed_precision == "bf16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return acc.autocast()
+
     data = _batches(dataset, collate, cfg, acc.process_index, acc.num_processes, epoch, offset)
     log_file = out_dir / "metrics.jsonl"
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not acc.is_main_process, dynamic_ncols=True)
@@ -138,7 +141,7 @@ def train(objective: nn.Module, dataset: Any, collate: Callable, cfg: TrainConfi
             batch = batch.to(device)
             tokens += count_tokens(batch) if count_tokens else 0
             ctx = acc.no_sync(model) if micro < cfg.grad_accum - 1 else nullcontext()
-            with ctx, autocast:
+            with ctx, autocast():
                 loss = model(batch) / cfg.grad_accum
                 acc.backward(loss)
             total += loss.detach()

@@ -37,3 +37,17 @@ def server(tiny):
 
     with running(create_app(tiny, model_name="mm-tiny")) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def gradio_url(tiny):
+    """The Gradio app on a free loopback port."""
+    from demos.app import build_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = build_app(tiny)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()

@@ -1,7 +1,6 @@
 """The Gradio app in headless Chromium (Debian's chromium + chromedriver): upload a picture, ask, read the
 answer, keep a screenshot in artifacts/ (CI installs the browser)."""
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,20 +10,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from demos.app import ASSETS, build_app
+from demos.app import ASSETS
 
 ARTIFACTS = Path(__file__).parents[2] / "artifacts"
-
-
-@pytest.fixture(scope="module")
-def url(tiny):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = build_app(tiny)
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
 
 
 @pytest.fixture
@@ -40,10 +28,10 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_a_real_question_in_the_browser(url, browser, tiny):
+def test_a_real_question_in_the_browser(gradio_url, browser, tiny):
     image = ASSETS / "red_circle.png"
     expected, _ = tiny.chat("What colour is the circle?", image=str(image), max_new_tokens=128)
-    browser.get(url)
+    browser.get(gradio_url)
     wait = WebDriverWait(browser, 60)
     upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#image-input input[type=file]")))
     upload.send_keys(str(image))

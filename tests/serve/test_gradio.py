@@ -1,29 +1,17 @@
 """The Gradio app through gradio_client, as a remote user would call it."""
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
 
-from demos.app import ASSETS, build_app
+from demos.app import ASSETS
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = build_app(tiny)
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def client(app_url):
-    return Client(app_url, verbose=False)
+def client(gradio_url):
+    return Client(gradio_url, verbose=False)
 
 
 def test_image_question_matches_the_model(client, tiny):
