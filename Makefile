@@ -23,9 +23,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 venv: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
-# Until the Gradio app lands (issue 4), the demo asks the embedded default model about an example picture.
+# The Gradio app on the embedded default model: http://127.0.0.1:7860
 demo: $(VENV)/.installed
-	$(BIN)/mm chat --model mm-tiny --image demos/assets/red_circle.png "What colour is the circle?"
+	$(BIN)/mm demo
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

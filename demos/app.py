@@ -17,12 +17,13 @@ import gradio as gr
 from mm.errors import InputError
 
 ASSETS = Path(__file__).parent / "assets"
+# Questions the shipped mm-tiny answers correctly (its image answers beyond counting are not yet reliable:
+# see the evaluation table in the README).
 EXAMPLES = [
-    [str(ASSETS / "red_circle.png"), None, "What colour is the circle?"],
-    [str(ASSETS / "shapes_digit.png"), None, "What digit is shown?"],
     [str(ASSETS / "three_shapes.png"), None, "How many shapes are there?"],
-    [str(ASSETS / "three_shapes.png"), None, "星形在哪里？"],
+    [str(ASSETS / "shapes_digit.png"), None, "图中有几个形状？"],
     [None, str(ASSETS / "three_beeps.wav"), "How many beeps are there?"],
+    [None, str(ASSETS / "three_beeps.wav"), "音调是低、中还是高？"],
     [None, str(ASSETS / "rising_sweep.wav"), "Is the sweep rising or falling?"],
 ]
 CSS = "#chatbot {min-height: 420px}"

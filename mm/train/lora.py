@@ -11,13 +11,13 @@ from peft import LoraConfig, PeftModel, get_peft_model
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def add_lora(model: Any, r: int = 8, alpha: int = 16, dropout: float = 0.0) -> None:
-    """Wrap `model.llm` with trainable LoRA adapters; the base weights stay frozen."""
+def add_lora(model: Any, r: int = 8, alpha: int | None = None, dropout: float = 0.0) -> None:
+    """Wrap `model.llm` with trainable LoRA adapters (alpha defaults to 2r); the base weights stay frozen."""
     names = {n.rsplit(".", 1)[-1] for n, _ in model.llm.named_modules()}
     targets = [t for t in TARGETS if t in names]
     if not targets:
         raise ValueError(f"no LoRA target modules found in {type(model.llm).__name__}")
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+    cfg = LoraConfig(r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout, target_modules=targets, bias="none")
     model.llm = get_peft_model(model.llm, cfg)
 
 

@@ -42,7 +42,7 @@ class TinyRecipe:
     val_sounds: int = 300  # validation sounds
     world_seed: int = 0  # seed of the synthetic world
     vocab_size: int = 1024  # BPE vocabulary incl. special tokens
-    lora_r: int = 8  # LoRA rank in stage 2
+    lora_r: int = 8  # LoRA rank in stage 2 (alpha 2r)
     # bf16 autocast halves step time on CPUs with AVX512-BF16 and is what GPUs use anyway.
     lm: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=2000, batch_size=64, lr=2e-3, warmup=50, mixed_precision="bf16"))

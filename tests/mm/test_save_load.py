@@ -89,6 +89,7 @@ def test_llm_with_its_own_chat_template_uses_it(tmp_path):
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]},
                            replace_additional_special_tokens=False)
     tok.chat_template = CHATML
+    src.model.llm.resize_token_embeddings(len(tok))  # a real checkpoint's table covers its role tokens
     src.model.llm.save_pretrained(tmp_path / "llm")
     tok.save_pretrained(tmp_path / "llm")
     chat = mm.load("mm-tiny", llm=tmp_path / "llm")

@@ -29,15 +29,16 @@ def browser(tmp_path):
 
 
 def test_a_real_question_in_the_browser(gradio_url, browser, tiny):
-    image = ASSETS / "red_circle.png"
-    expected, _ = tiny.chat("What colour is the circle?", image=str(image), max_new_tokens=128)
+    image = ASSETS / "three_shapes.png"
+    expected = "There are three shapes."
+    assert tiny.chat("How many shapes are there?", image=str(image))[0] == expected
     browser.get(gradio_url)
     wait = WebDriverWait(browser, 60)
     upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#image-input input[type=file]")))
     upload.send_keys(str(image))
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#image-input img")))
     box = browser.find_element(By.CSS_SELECTOR, "#query textarea")
-    box.send_keys("What colour is the circle?")
+    box.send_keys("How many shapes are there?")
     browser.find_element(By.CSS_SELECTOR, "#send").click()
 
     def answered(driver):
@@ -50,4 +51,4 @@ def test_a_real_question_in_the_browser(gradio_url, browser, tiny):
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
     user = browser.find_elements(By.CSS_SELECTOR, "#chatbot [data-testid='user']")
-    assert "What colour is the circle?" in user[-1].text
+    assert "How many shapes are there?" in user[-1].text

@@ -14,14 +14,14 @@ def client(gradio_url):
     return Client(gradio_url, verbose=False)
 
 
-def test_image_question_matches_the_model(client, tiny):
-    image = ASSETS / "red_circle.png"
+def test_image_question_gets_the_right_answer(client, tiny):
+    image = ASSETS / "three_shapes.png"
     # The per-session history is server-side state, so the API takes and returns the visible chat only.
-    chat, box = client.predict("What colour is the circle?", handle_file(str(image)), None, [], 16, 0.0, 1.0,
+    chat, box = client.predict("How many shapes are there?", handle_file(str(image)), None, [], 16, 0.0, 1.0,
                                api_name="/chat")
-    expected, _ = tiny.chat("What colour is the circle?", image=str(image), max_new_tokens=16)
+    expected = "There are three shapes."
     assert [m["role"] for m in chat] == ["user", "assistant"]
-    assert chat[0]["content"][-1]["text"] == "What colour is the circle?"
+    assert chat[0]["content"][-1]["text"] == "How many shapes are there?"
     assert chat[0]["content"][0]["type"] == "file"  # the picture is shown with the first question
     assert chat[-1]["content"][0]["text"] == expected
     assert box == ""
@@ -46,3 +46,16 @@ def test_captions_tab_returns_a_table_and_a_jsonl_file(client, tmp_path):
     assert rows[0][2] and not rows[0][3] and rows[2][3]  # the broken file has an error, the others captions
     lines = [json.loads(x) for x in Path(download).read_text().splitlines()]
     assert [r["path"] for r in lines] == ["red_circle.png", "three_beeps.wav", "broken.png"]
+
+
+def test_two_users_keep_their_own_history(gradio_url, tiny):
+    alice, bob = Client(gradio_url, verbose=False), Client(gradio_url, verbose=False)
+    image = handle_file(str(ASSETS / "three_shapes.png"))
+    chat_a, _ = alice.predict("Where is the star?", image, None, [], 16, 0.0, 1.0, api_name="/chat")
+    bob.predict("How many shapes are there?", image, None, [], 16, 0.0, 1.0, api_name="/chat")
+    # The visible chat is not what the model reads: the session state holds the history.
+    chat_a, _ = alice.predict("And what colour is it?", image, None, [], 16, 0.0, 1.0, api_name="/chat")
+    first = tiny.chat("Where is the star?", image=ASSETS / "three_shapes.png", max_new_tokens=16)
+    second, _ = tiny.chat("And what colour is it?", image=ASSETS / "three_shapes.png", history=first[1],
+                          max_new_tokens=16)
+    assert chat_a[-1]["content"][0]["text"] == second  # Bob's question never entered Alice's history

@@ -7,6 +7,7 @@ import httpx
 import openai
 import pytest
 
+from demos.app import ASSETS
 from tests.conftest import make_image, tone, wav_bytes
 
 
@@ -28,6 +29,12 @@ def ask(text, image=None, audio=None):
     if audio:
         content.append({"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}})
     return [{"role": "user", "content": content}]
+
+
+def test_a_synthetic_world_question_is_answered_correctly(client):
+    audio = base64.b64encode(open(ASSETS / "three_beeps.wav", "rb").read()).decode()
+    r = client.chat.completions.create(model="mm-tiny", messages=ask("How many beeps are there?", audio=audio))
+    assert r.choices[0].message.content == "There are three beeps." and r.choices[0].finish_reason == "stop"
 
 
 def test_models_lists_the_model(client):

@@ -8,6 +8,7 @@ import time
 
 import httpx
 
+from demos.app import ASSETS
 from mm.serve import Limits, create_app
 from tests.conftest import make_image, tone, wav_bytes
 from tests.serve.conftest import running
@@ -17,6 +18,12 @@ def b64_png(colour="red"):
     buf = io.BytesIO()
     make_image(colour).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_visualglm_api_answers_a_synthetic_question(server):
+    image = base64.b64encode((ASSETS / "three_shapes.png").read_bytes()).decode()
+    r = httpx.post(server + "/", json={"image": image, "text": "How many shapes are there?", "history": []}, timeout=60)
+    assert r.json()["result"] == "There are three shapes."
 
 
 def test_visualglm_api_returns_the_updated_history(server, tiny):
