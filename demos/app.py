@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from mm.chat import infer_modality
 from mm.errors import InputError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -88,8 +89,6 @@ def build_app(model: Any, title: str = "mm: ask about pictures and sounds") -> g
                 error = ""
             except InputError as e:  # one bad file does not sink the others
                 text, error = "", str(e).replace(path, name)
-            from mm.chat import infer_modality
-
             try:
                 modality = infer_modality(path)
             except InputError:

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from encoders.audio_io import SAMPLE_RATE, load_audio
 from mm.errors import InputError
 from mm.media import prepare
+from mm.prompt import CAPTION_PROMPTS
 from mm.serve.requests import ChatCall, Limits, parse_captions, parse_chat_completion, parse_visualglm
 from mm.serve.worker import QueueFull, Worker
 
@@ -206,8 +207,6 @@ def create_app(chat: Any, *, model_name: str = "mm-tiny", api_key: str | None = 
             for modality, data in items:
                 source = _audio([data], limits)[0] if modality == "audio" else data
                 prepared.append(prepare(chat.model, modality, source))
-            from mm.prompt import CAPTION_PROMPTS
-
             requests = [(prompt or CAPTION_PROMPTS[p.modality][lang][0], [], [p]) for p in prepared]
             return chat.answer_batch(requests, **options)
 

@@ -97,7 +97,7 @@ class FeatureCache:
         def flush_shard() -> None:
             if not shard:
                 return
-            name = f"shard-{len(set(self.where.values())):05d}.safetensors"
+            name = f"shard-{len({v.split(':')[0] for v in self.where.values()}):05d}.safetensors"  # next free
             tmp = self.dir / (name + ".tmp")
             save_file({f"t{i}": t for i, t in enumerate(shard.values())}, str(tmp))
             os.replace(tmp, self.dir / name)

@@ -53,20 +53,35 @@ def test_captions_in_order_for_mixed_items(server, tiny):
     assert bad.status_code == 400 and "exactly one" in bad.json()["error"]["message"]
 
 
-def test_health_answers_while_a_long_generation_runs(tiny):
+def test_health_answers_while_the_model_is_busy_and_a_full_queue_is_429(tiny):
+    import asyncio
+    import threading
+
     app = create_app(tiny, max_queue=1)
+    release = threading.Event()
+
+    def busy():  # occupies the generation thread, as a long answer would
+        release.wait(60)
+        yield "done"
+
     with running(app) as url, cf.ThreadPoolExecutor(4) as pool:
-        long = {"messages": [{"role": "user", "content": "Talk."}], "max_tokens": 400, "temperature": 1.0,
-                "seed": 1}
-        futures = [pool.submit(httpx.post, url + "/v1/chat/completions", json=long, timeout=120) for _ in range(3)]
+        async def occupy():
+            return [x async for x in app.state.worker.stream(busy)]
+
+        blocker = pool.submit(asyncio.run, occupy())
+        time.sleep(0.3)
+        msg = {"messages": [{"role": "user", "content": "How many beeps?"}], "max_tokens": 4}
+        queued = pool.submit(httpx.post, url + "/v1/chat/completions", json=msg, timeout=120)
         time.sleep(0.5)
+        refused = httpx.post(url + "/v1/chat/completions", json=msg, timeout=30)
+        assert refused.status_code == 429 and refused.json()["error"]["type"] == "rate_limit_error"
         t = time.perf_counter()
         health = httpx.get(url + "/health", timeout=5)
         assert health.status_code == 200 and time.perf_counter() - t < 1.0
-        codes = sorted(f.result().status_code for f in futures)
-        assert codes[0] == 200 and 429 in codes  # one runs, one waits, the third is refused
-        refused = next(f.result() for f in futures if f.result().status_code == 429)
-        assert refused.json()["error"]["type"] == "rate_limit_error"
+        assert health.json()["queued"] == 1
+        release.set()
+        assert blocker.result(timeout=60) == ["done"]
+        assert queued.result().status_code == 200  # the waiting request is served once the model is free
 
 
 def test_api_key_body_size_and_media_limits(tiny):
