@@ -16,9 +16,10 @@ import torch
 from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerBase
 
+from encoders.video_io import VIDEO_EXTENSIONS
 from mm.errors import InputError
 from mm.generation import GenerationConfig, generate
-from mm.media import EmbeddingCache, Prepared, as_list, batch_inputs, prepare
+from mm.media import EmbeddingCache, Prepared, as_list, batch_inputs, prepare, prepare_media
 from mm.model import MODALITIES, MMModel
 from mm.prompt import CAPTION_PROMPTS, build_prompt, expand_placeholders, get_template, stop_token_ids
 from mm.tokenizer import add_media_tokens
@@ -64,11 +65,13 @@ class MMChat:
 
     # -- media ------------------------------------------------------------------------------------
 
-    def _collect(self, image: Any, audio: Any) -> list[Prepared]:
+    def _collect(self, image: Any, audio: Any, video: Any = None) -> list[Prepared]:
         items = [prepare(self.model, "image", x) for x in as_list(image)]
         items += [prepare(self.model, "audio", x) for x in as_list(audio)]
+        items += [p for x in as_list(video) for p in prepare_media(self.model, "video", x)]
         if len(items) > self.config.max_media:
-            raise InputError(f"{len(items)} media items given; this model takes at most {self.config.max_media}")
+            raise InputError(f"{len(items)} media items given (a video with sound counts as two); this model "
+                             f"takes at most {self.config.max_media}")
         return items
 
     @torch.no_grad()
@@ -127,14 +130,14 @@ class MMChat:
     # -- chat -------------------------------------------------------------------------------------
 
     def respond(
-        self, query: str, *, image: Any = None, audio: Any = None, history: Any = None,
+        self, query: str, *, image: Any = None, audio: Any = None, video: Any = None, history: Any = None,
         max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
         repetition_penalty: float = 1.0, seed: int | None = None,
     ) -> Iterator[Reply]:
         """The generation behind `stream_chat`, with token counts and why it stopped (for servers)."""
         cfg = GenerationConfig(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
         hist = self._history(history)
-        items = self._collect(image, audio)
+        items = self._collect(image, audio, video)
         embeds = self._embed(items)
         ids = self._prompt(query, hist, items, embeds, max_new_tokens)
         input_ids = torch.tensor([ids], device=self.device)
@@ -211,42 +214,37 @@ class MMChat:
         return answers
 
     def chat(
-        self, query: str, *, image: Any = None, audio: Any = None, history: Any = None,
+        self, query: str, *, image: Any = None, audio: Any = None, video: Any = None, history: Any = None,
         max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
         repetition_penalty: float = 1.0, seed: int | None = None,
     ) -> tuple[str, History]:
-        """Answer `query` about `image` / `audio` (a path, bytes, PIL image, (wave, sr) pair, or a list).
+        """Answer `query` about `image` / `audio` / `video` (a path, bytes, PIL image, (wave, sr) pair, or a
+        list). A video's frames and its sound track are both given to the model.
 
         Returns (response, history); pass the history (and the same media) back for a follow-up. The media
         is encoded once and cached by content.
         """
-        (reply,) = deque(self.respond(query, image=image, audio=audio, history=history,
+        (reply,) = deque(self.respond(query, image=image, audio=audio, video=video, history=history,
                                       max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                       top_k=top_k, repetition_penalty=repetition_penalty, seed=seed), maxlen=1)
         return reply.text, reply.history
 
     def caption(
         self, items: Any, *, batch_size: int = 8, prompt: str | Sequence[str] | None = None,
-        lang: str = "en", **gen: Any,
-    ) -> list[str]:
-        """One caption per item (images and sounds may be mixed; order is kept), generated in batches.
+        lang: str = "en", on_error: str = "raise", **gen: Any,
+    ) -> list[str | None]:
+        """One caption per item (images, sounds and clips may be mixed; order is kept), generated in batches.
 
         `prompt` is one request for every item or one per item; by default "Describe the image." /
-        "Describe the sound." in `lang` ("en" or "zh"). `gen` takes the generation settings of `chat`.
+        "Describe the sound." / "Describe the clip." in `lang` ("en" or "zh"). An unreadable item raises
+        InputError (`on_error="raise"`) or gets None and a logged warning (`on_error="skip"`; use
+        `mm.captioning.caption_items` for the error messages). `gen` takes the generation settings of `chat`.
         """
-        items = as_list(items)
-        if not items:
-            return []
-        if lang not in ("en", "zh"):
-            raise InputError(f"lang must be 'en' or 'zh', got {lang!r}")
-        if isinstance(prompt, (list, tuple)) and len(prompt) != len(items):
-            raise InputError(f"{len(prompt)} prompts for {len(items)} items")
-        prepared = [prepare(self.model, infer_modality(x), x) for x in items]
-        requests = []
-        for i, p in enumerate(prepared):
-            text = prompt[i] if isinstance(prompt, (list, tuple)) else prompt
-            requests.append((text or CAPTION_PROMPTS[p.modality][lang][0], [], [p]))
-        return self.answer_batch(requests, batch_size=batch_size, **gen)
+        from mm.captioning import caption_items
+
+        results = caption_items(self, as_list(items), batch_size=batch_size, prompt=prompt, lang=lang,
+                                on_error=on_error, **gen)
+        return [r.caption for r in results]
 
     # -- embeddings -------------------------------------------------------------------------------
 
@@ -259,9 +257,9 @@ class MMChat:
         out = []
         for item in items:
             m = modality or infer_modality(item)
-            p = prepare(self.model, m, item)
-            inputs = batch_inputs(self.model, m, [p], self.device)
-            tokens = self.model.bridge_tokens(m, inputs)[0]  # (Q, D)
+            p = prepare_media(self.model, m, item)[0]  # a clip is embedded by its frames
+            inputs = batch_inputs(self.model, p.modality, [p], self.device)
+            tokens = self.model.bridge_tokens(p.modality, inputs)[0]  # (Q, D)
             out.append(torch.nn.functional.normalize(tokens.float().mean(0), dim=-1))
         return torch.stack(out)
 
@@ -285,14 +283,15 @@ class MMChat:
         return directory
 
 
-_EXTENSIONS = {
+MEDIA_EXTENSIONS = {
     "image": {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"},
     "audio": {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"},
+    "video": VIDEO_EXTENSIONS,
 }
 
 
 def infer_modality(item: Any) -> str:
-    """"image" or "audio" from the item's type or file extension."""
+    """"image", "audio" or "video" from the item's type or file extension."""
     from PIL import Image
 
     if isinstance(item, Image.Image):
@@ -301,7 +300,7 @@ def infer_modality(item: Any) -> str:
         return "audio"
     if isinstance(item, (str, Path)):
         suffix = Path(item).suffix.lower()
-        for modality, exts in _EXTENSIONS.items():
+        for modality, exts in MEDIA_EXTENSIONS.items():
             if suffix in exts:
                 return modality
         raise InputError(f"{item}: cannot tell the media type from the extension {suffix!r}")

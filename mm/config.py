@@ -51,6 +51,26 @@ class LLMConfig:
 
 
 @dataclass
+class VideoConfig:
+    frames: int = 8  # frames sampled per clip, at the centres of equal slices
+    fps: float | None = None  # sample at this rate instead (at most max_frames frames)
+    max_frames: int = 32  # length of the frame-position table
+    temporal: QFormerConfig = field(default_factory=lambda: QFormerConfig(
+        num_queries=8, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512,
+        cross_attention_every=1, encoder_width=128))  # encoder_width is set from the image Q-Former
+
+    def __post_init__(self) -> None:
+        if isinstance(self.temporal, dict):
+            self.temporal = QFormerConfig(**self.temporal)
+        if self.frames < 1 or self.max_frames < 1:
+            raise ValueError(f"VideoConfig.frames and max_frames must be >= 1, got {self.frames}, {self.max_frames}")
+        if self.frames > self.max_frames:
+            raise ValueError(f"VideoConfig.frames={self.frames} exceeds max_frames={self.max_frames}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"VideoConfig.fps must be positive, got {self.fps}")
+
+
+@dataclass
 class MMConfig:
     name: str = "mm-tiny"  # preset name (informational)
     image_encoder: EncoderConfig | None = field(default_factory=EncoderConfig)  # None: no image input
@@ -60,6 +80,7 @@ class MMConfig:
     projector: Literal["linear", "mlp"] = "linear"  # Q-Former -> LLM projection
     llm: LLMConfig = field(default_factory=LLMConfig)  # language model shape
     max_media: int = 8  # media items allowed in one conversation
+    video: VideoConfig | None = None  # video input: frames through the image path + a temporal Q-Former
 
     def __post_init__(self) -> None:
         if (self.image_encoder is None) != (self.image_qformer is None):
@@ -68,10 +89,14 @@ class MMConfig:
             raise ValueError("audio_encoder and audio_qformer must be given together")
         if self.image_encoder is None and self.audio_encoder is None:
             raise ValueError("a model needs at least one of image_encoder / audio_encoder")
+        if self.video is not None and self.image_encoder is None:
+            raise ValueError("video input needs an image encoder (frames go through the image path)")
 
     @property
     def modalities(self) -> list[str]:
-        return [m for m in ("image", "audio") if getattr(self, f"{m}_encoder") is not None]
+        """Media the model reads: "image", "audio" and "video" (a video's sound goes through "audio")."""
+        out = [m for m in ("image", "audio") if getattr(self, f"{m}_encoder") is not None]
+        return out + (["video"] if self.video is not None else [])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,6 +116,8 @@ class MMConfig:
                 d[key] = QFormerConfig(**d[key])
         if "llm" in d:
             d["llm"] = LLMConfig(**d["llm"])
+        if d.get("video") is not None:
+            d["video"] = VideoConfig(**d["video"])
         return cls(**d)
 
     def save(self, path: str | Path) -> None:
@@ -121,7 +148,7 @@ def apply_overrides(cfg: MMConfig, overrides: dict[str, Any]) -> MMConfig:
     (`num_queries=16` sets both Q-Formers). Unknown keys raise ValueError.
     """
     d = cfg.to_dict()
-    subs = ["image_qformer", "audio_qformer", "llm"]
+    subs = ["image_qformer", "audio_qformer", "llm", "video"]
     for key, value in overrides.items():
         if "." in key:
             head, _, tail = key.partition(".")

@@ -17,12 +17,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mm.media import prepare
+from mm.media import prepare_media
 from mm.prompt import CAPTION_PROMPTS
 from mm.synth.vocab import COLOURS, POSITIONS, SHAPES, SIZES
 
 IMAGE_TYPES = ("colour", "shape", "count", "position", "size", "digit")
 AUDIO_TYPES = ("pitch", "beeps", "sweep", "kind")
+VIDEO_TYPES = ("motion", "speed", "object", "beep", "when", "difference")
 _PUNCT = " \t\n.。!！?？,，"
 
 
@@ -42,12 +43,12 @@ class EvalReport:
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"questions": len(self.rows)}
         by: dict[str, dict[str, float | None]] = defaultdict(dict)
-        for t in (*IMAGE_TYPES, *AUDIO_TYPES):
+        for t in (*IMAGE_TYPES, *AUDIO_TYPES, *VIDEO_TYPES):
             for lang in ("en", "zh"):
                 by[t][lang] = self.accuracy(type=t, lang=lang, followup=False)
             by[t]["all"] = self.accuracy(type=t, followup=False)
         out["by_type"] = dict(by)
-        for modality in ("image", "audio"):
+        for modality in ("image", "audio", "video"):
             out[modality] = {lang: self.accuracy(modality=modality, lang=lang, followup=False) for lang in ("en", "zh")}
             out[modality]["all"] = self.accuracy(modality=modality, followup=False)
         out["followup"] = {lang: self.accuracy(followup=True, lang=lang) for lang in ("en", "zh")}
@@ -80,31 +81,42 @@ def _caption_objects(text: str, meta: dict[str, Any], modality: str, lang: str) 
     return got
 
 
+def record_modality(rec: dict) -> str:
+    """"image", "audio" or "video" (a clip, or a pair of clips)."""
+    return next(m for m in ("image", "audio", "video", "videos") if m in rec).rstrip("s")
+
+
+def _media(chat: Any, rec: dict, root: Path) -> list:
+    if "videos" in rec:
+        return [p for v in rec["videos"] for p in prepare_media(chat.model, "video", root / v)]
+    modality = record_modality(rec)
+    return prepare_media(chat.model, modality, root / rec[modality])
+
+
 def evaluate(chat: Any, manifest: str | Path, *, limit: int | None = None, batch_size: int = 32,
              captions: bool = True, progress: bool = True) -> EvalReport:
     manifest = Path(manifest)
     records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
     if limit is not None:
-        images = [r for r in records if "image" in r][:limit]
-        sounds = [r for r in records if "audio" in r][:limit]
-        records = images + sounds
+        kinds = ("image", "audio", "video", "videos")
+        records = [r for k in kinds for r in [r for r in records if k in r][:limit]]
     report = EvalReport()
     single: list[tuple[dict, dict, list]] = []  # (record, qa, media)
     first: list[tuple[dict, list[dict], list]] = []
     caps: list[tuple[dict, str, str, list]] = []
     for rec in tqdm(records, desc="preparing", disable=not progress, leave=False):
-        modality = "image" if "image" in rec else "audio"
-        if modality not in chat.model.encoders:
+        modality = record_modality(rec)
+        if modality not in chat.model.config.modalities:
             continue
-        media = [prepare(chat.model, modality, manifest.parent / rec[modality])]
+        media = _media(chat, rec, manifest.parent)
         single += [(rec, qa, media) for qa in rec["qa"]]
         first += [(rec, d, media) for d in rec.get("dialogues", [])]
-        if captions:
+        if captions and rec.get("captions"):
             caps += [(rec, lang, CAPTION_PROMPTS[modality][lang][0], media) for lang in ("en", "zh")]
     gen = {"batch_size": batch_size, "max_new_tokens": 48}
     answers = chat.answer_batch([(qa["q"], [], m) for _, qa, m in single], **gen)
     for (rec, qa, _), ans in zip(single, answers):
-        report.rows.append({"id": rec["id"], "modality": "image" if "image" in rec else "audio", "type": qa["type"],
+        report.rows.append({"id": rec["id"], "modality": record_modality(rec), "type": qa["type"],
                             "lang": qa["lang"], "followup": False, "q": qa["q"], "expected": qa["a"],
                             "answer": ans, "correct": normalise(ans) == normalise(qa["a"])})
     # Follow-ups: the second question is asked after the model's own first answer.
@@ -117,7 +129,7 @@ def evaluate(chat: Any, manifest: str | Path, *, limit: int | None = None, batch
                             "correct": normalise(ans) == normalise(qa["a"])})
     texts = chat.answer_batch([(p, [], m) for _, _, p, m in caps], **{**gen, "max_new_tokens": 96})
     for (rec, lang, _, _), text in zip(caps, texts):
-        modality = "image" if "image" in rec else "audio"
+        modality = record_modality(rec)
         report.captions.append({"id": rec["id"], "lang": lang, "caption": text,
                                 "exact": normalise(text) == normalise(rec["captions"][lang]),
                                 "objects": _caption_objects(text, rec["meta"], modality, lang)})
@@ -134,7 +146,7 @@ def format_report(summary: dict[str, Any]) -> str:
         if acc["all"] is not None:
             lines.append(f"{t:16s}{_pct(acc['en'])}  {_pct(acc['zh'])}  {_pct(acc['all'])}")
     lines.append("-" * 35)
-    for key in ("image", "audio", "followup"):
+    for key in ("image", "audio", "video", "followup"):
         acc = summary[key]
         if acc["all"] is not None:
             lines.append(f"{key + ' overall':16s}{_pct(acc['en'])}  {_pct(acc['zh'])}  {_pct(acc['all'])}")

@@ -9,6 +9,7 @@ import torch
 
 from bridge.projector import Projector, ProjectorConfig
 from bridge.qformer import QFormer
+from bridge.temporal import TemporalQFormer
 from encoders.registry import create_encoder
 from mm.config import MMConfig
 from mm.llm import build_llm, chatglm_v1_parameters
@@ -37,6 +38,13 @@ def components(cfg: MMConfig) -> list[Component]:
         else:
             llm_params = chatglm_v1_parameters(cfg.llm)
         for m in cfg.modalities:
+            if m == "video":
+                image_q = cfg.image_qformer.hidden_size
+                t_cfg = dataclasses.replace(cfg.video.temporal, encoder_width=image_q)
+                out.append(Component("video temporal Q-Former", _count(TemporalQFormer(t_cfg, cfg.video.max_frames)), True))
+                proj = Projector(ProjectorConfig(cfg.projector, t_cfg.hidden_size, cfg.llm.hidden_size))
+                out.append(Component("video projection", _count(proj), True))
+                continue
             enc_cfg = getattr(cfg, f"{m}_encoder")
             encoder = create_encoder(enc_cfg.name, **enc_cfg.options)
             q_cfg = dataclasses.replace(getattr(cfg, f"{m}_qformer"), encoder_width=encoder.width)

@@ -6,6 +6,10 @@ E LLM embedding width, S total media slots in a batch.
 Each prompt holds one placeholder token per media item, expanded to that item's slot count
 (`mm.prompt.expand_placeholders`). `splice` writes the bridge outputs into those slots with
 `masked_scatter`, in order of appearance, after checking that the counts match.
+
+Video (when `config.video` is set) reuses the image encoder and image Q-Former per frame; the temporal
+Q-Former (`bridge.temporal`) turns a clip's frames into V slots. A clip's sound track is a separate
+"audio" item placed right after it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from transformers import PreTrainedModel
 
 from bridge.projector import Projector, ProjectorConfig
 from bridge.qformer import QFormer
+from bridge.temporal import TemporalQFormer
 from encoders.audio_whisper import AudioBatch
 from encoders.registry import create_encoder
 from mm.config import MMConfig
@@ -26,7 +31,16 @@ from mm.llm import build_llm
 
 logger = logging.getLogger(__name__)
 
-MODALITIES = ("image", "audio")
+MODALITIES = ("image", "audio", "video")
+
+
+@dataclasses.dataclass
+class VideoBatch:
+    pixels: torch.Tensor  # (B, F, 3, H, W), frames beyond a clip's length are zero
+    frames: list[int]  # real frames per clip
+
+    def to(self, device: torch.device | str | None) -> VideoBatch:
+        return VideoBatch(self.pixels.to(device), self.frames)
 
 
 class MMModel(nn.Module):
@@ -39,6 +53,8 @@ class MMModel(nn.Module):
         self.qformers = nn.ModuleDict()
         self.projectors = nn.ModuleDict()
         for m in config.modalities:
+            if m == "video":
+                continue
             enc_cfg = getattr(config, f"{m}_encoder")
             encoder = create_encoder(enc_cfg.name, **enc_cfg.options)
             if encoder.modality != m:
@@ -47,6 +63,11 @@ class MMModel(nn.Module):
             self.encoders[m] = encoder
             self.qformers[m] = QFormer(q_cfg)
             self.projectors[m] = Projector(ProjectorConfig(config.projector, q_cfg.hidden_size, width))
+        if config.video is not None:
+            image_q = self.qformers["image"].config
+            t_cfg = dataclasses.replace(config.video.temporal, encoder_width=image_q.hidden_size)
+            self.qformers["video"] = TemporalQFormer(t_cfg, config.video.max_frames)
+            self.projectors["video"] = Projector(ProjectorConfig(config.projector, t_cfg.hidden_size, width))
         # Placeholder token id per modality; set from the tokenizer (`set_media_token_ids`).
         self.media_token_ids: dict[str, int] = {}
 
@@ -55,11 +76,26 @@ class MMModel(nn.Module):
 
     # -- bridge -----------------------------------------------------------------------------------
 
-    def encode(self, modality: str, inputs: torch.Tensor | AudioBatch) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
-        """Frozen encoder: states (B, N, De), mask (B, N) or None, valid tokens per item."""
-        if modality not in self.encoders:
-            raise ValueError(f"this model has no {modality} encoder (it takes: {', '.join(self.encoders)})")
-        encoder = self.encoders[modality]
+    def encoder_for(self, modality: str):
+        """The frozen encoder that reads `modality` (video frames are read by the image encoder)."""
+        if modality not in self.config.modalities:
+            raise ValueError(f"this model has no {modality} input (it takes: {', '.join(self.config.modalities)})")
+        return self.encoders["image" if modality == "video" else modality]
+
+    def encode(self, modality: str, inputs: torch.Tensor | AudioBatch | VideoBatch,
+               ) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+        """Frozen encoder: states (B, N, De), mask (B, N) or None, valid tokens per item.
+
+        For video, N = F*Nf: every frame's Nf image tokens, frame after frame."""
+        encoder = self.encoder_for(modality)
+        if modality == "video":
+            b, f = inputs.pixels.shape[:2]
+            states = encoder(inputs.pixels.flatten(0, 1))  # (B*F, Nf, De)
+            nf = states.shape[1]
+            states = states.reshape(b, f * nf, -1)
+            valid = [n * nf for n in inputs.frames]
+            mask = torch.arange(f * nf, device=states.device)[None, :] < torch.tensor(valid, device=states.device)[:, None]
+            return states, mask, valid
         if modality == "image":
             states = encoder(inputs)  # (B, N, De)
             return states, None, [states.shape[1]] * states.shape[0]
@@ -69,11 +105,28 @@ class MMModel(nn.Module):
     def bridge(self, modality: str, states: torch.Tensor, mask: torch.Tensor | None,
                valid: list[int]) -> list[torch.Tensor]:
         """Q-Former over encoder states -> one (Q_i, D) tensor per item (trainable path)."""
+        if modality == "video":
+            return self._bridge_video(states, valid)
         qformer = self.qformers[modality]
         out = qformer(states.to(qformer.query_tokens.dtype), mask)  # (B, Q', D)
         return [o[: qformer.num_output_tokens(v)] for o, v in zip(out, valid)]
 
+    def _bridge_video(self, states: torch.Tensor, valid: list[int]) -> list[torch.Tensor]:
+        """(B, F*Nf, De) frame tokens -> image Q-Former per frame -> temporal Q-Former -> (V, Dv) per clip."""
+        image_q, temporal = self.qformers["image"], self.qformers["video"]
+        nf = self.encoders["image"].num_tokens
+        b, n, de = states.shape
+        f = n // nf
+        frames = states.reshape(b * f, nf, de).to(image_q.query_tokens.dtype)
+        tokens = image_q(frames, None)  # (B*F, Q, D)
+        tokens = tokens.reshape(b, f, *tokens.shape[1:])  # (B, F, Q, D)
+        frame_mask = torch.arange(f, device=states.device)[None, :] < torch.tensor(
+            [v // nf for v in valid], device=states.device)[:, None]  # (B, F)
+        return list(temporal(tokens, frame_mask))
+
     def num_slots(self, modality: str, valid_tokens: int) -> int:
+        if modality == "video":
+            return self.qformers["video"].num_queries
         return self.qformers[modality].num_output_tokens(valid_tokens)
 
     def bridge_tokens(self, modality: str, inputs: torch.Tensor | AudioBatch) -> list[torch.Tensor]:

@@ -25,6 +25,8 @@ CAPTION_PROMPTS = {
               "zh": ["描述这张图片。", "图片里有什么？", "为这张图片写一句描述。"]},
     "audio": {"en": ["Describe the sound.", "What do you hear?", "Write a caption for this sound."],
               "zh": ["描述这段声音。", "你听到了什么？", "为这段声音写一句描述。"]},
+    "video": {"en": ["Describe the clip.", "What happens in this video?", "Write a caption for this clip."],
+              "zh": ["描述这个片段。", "这段视频里发生了什么？", "为这个片段写一句描述。"]},
 }
 
 

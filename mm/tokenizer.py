@@ -19,8 +19,9 @@ ASSISTANT = "<|assistant|>"
 SYSTEM = "<|system|>"
 IMAGE = "<|image|>"
 AUDIO = "<|audio|>"
-SPECIAL_TOKENS = [PAD, EOS, USER, ASSISTANT, SYSTEM, IMAGE, AUDIO]
-MEDIA_TOKENS = {"image": IMAGE, "audio": AUDIO}
+VIDEO = "<|video|>"
+SPECIAL_TOKENS = [PAD, EOS, USER, ASSISTANT, SYSTEM, IMAGE, AUDIO, VIDEO]
+MEDIA_TOKENS = {"image": IMAGE, "audio": AUDIO, "video": VIDEO}
 
 
 def build_tokenizer(texts: Iterable[str] = (), vocab_size: int = 4096) -> PreTrainedTokenizerFast:

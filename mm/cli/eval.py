@@ -21,8 +21,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--data", default=None, help="a synthetic-world manifest (default: generate a test split)")
     p.add_argument("--images", type=int, default=300, help="scenes in a generated test split")
     p.add_argument("--sounds", type=int, default=300, help="sounds in a generated test split")
+    p.add_argument("--videos", type=int, default=200, help="clips in a generated test split (video models)")
+    p.add_argument("--pairs", type=int, default=100, help="clip pairs in a generated test split (video models)")
     p.add_argument("--seed", type=int, default=0, help="world seed of a generated test split")
-    p.add_argument("--limit", type=int, default=None, help="at most this many items of each modality")
+    p.add_argument("--limit", type=int, default=None, help="at most this many items of each kind")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-captions", action="store_true", help="skip caption scoring")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -31,7 +33,9 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     chat = load_model(args)
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data or write_split(tmp, "test", args.images, args.sounds, args.seed)
+        video = "video" in chat.config.modalities
+        data = args.data or write_split(tmp, "test", args.images, args.sounds, args.seed,
+                                        n_videos=args.videos if video else 0, n_pairs=args.pairs if video else 0)
         report = evaluate(chat, data, limit=args.limit, batch_size=args.batch_size, captions=not args.no_captions)
     summary = report.summary()
     if args.details:

@@ -1,11 +1,12 @@
-"""Generate the synthetic world: images, sounds, captions and dialogues with known answers.
+"""Generate the synthetic world: images, sounds, clips, captions and dialogues with known answers.
 
-Writes OUT/SPLIT/images/*.png, OUT/SPLIT/audio/*.wav and OUT/SPLIT.jsonl. Splits draw from disjoint
-seed streams, so validation and test never repeat a training item.
+Writes OUT/SPLIT/images/*.png, OUT/SPLIT/audio/*.wav, OUT/SPLIT/video/*.mp4 (a moving shape and a beep),
+OUT/SPLIT/pairs/*-{a,b}.mp4 (clips differing in one known attribute) and OUT/SPLIT.jsonl. Splits draw
+from disjoint seed streams, so validation and test never repeat a training item.
 
 Examples:
-  mm synth --out data/world --split train --images 20000 --sounds 8000
-  mm synth --out data/world --split test --images 1000 --sounds 500
+  mm synth --out data/world --split train --images 20000 --sounds 8000 --videos 4000 --pairs 1500
+  mm synth --out data/world --split test --images 1000 --sounds 500 --videos 200 --pairs 100
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--split", choices=list(SPLITS), default="train")
     p.add_argument("--images", type=int, default=1000, help="number of scenes")
     p.add_argument("--sounds", type=int, default=500, help="number of sound clips")
+    p.add_argument("--videos", type=int, default=0, help="number of clips (H.264 + AAC mp4)")
+    p.add_argument("--pairs", type=int, default=0, help="number of clip pairs for comparison questions")
     p.add_argument("--seed", type=int, default=0, help="world seed (the split picks its own stream from it)")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
-    if args.images < 0 or args.sounds < 0:
-        p.error("--images and --sounds must be >= 0")
+    if min(args.images, args.sounds, args.videos, args.pairs) < 0:
+        p.error("--images, --sounds, --videos and --pairs must be >= 0")
     t0 = time.perf_counter()
-    manifest = write_split(args.out, args.split, args.images, args.sounds, args.seed, args.workers)
-    print(f"wrote {manifest} ({args.images} images, {args.sounds} sounds) in {time.perf_counter() - t0:.1f} s")
+    manifest = write_split(args.out, args.split, args.images, args.sounds, args.seed, args.workers,
+                           n_videos=args.videos, n_pairs=args.pairs)
+    print(f"wrote {manifest} ({args.images} images, {args.sounds} sounds, {args.videos} clips, {args.pairs} clip "
+          f"pairs) in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -27,4 +27,10 @@ PITCHES: dict[str, tuple[str, float]] = {"low": ("低", 300.0), "medium": ("中"
 SOUND_KINDS: dict[str, str] = {"tone": "持续的音调", "beeps": "哔声", "sweep": "扫频音", "noise": "噪声"}
 DIRECTIONS: dict[str, str] = {"rising": "上升", "falling": "下降"}
 
-QUESTION_TYPES = ("colour", "shape", "count", "position", "size", "digit", "pitch", "beeps", "sweep", "kind")
+# Clips.
+MOTIONS: dict[str, str] = {"left": "向左", "right": "向右", "up": "向上", "down": "向下"}
+SPEEDS: dict[str, str] = {"slow": "慢", "fast": "快"}
+WHEN: dict[str, str] = {"start": "开头", "end": "结尾"}
+
+QUESTION_TYPES = ("colour", "shape", "count", "position", "size", "digit", "pitch", "beeps", "sweep", "kind",
+                  "motion", "speed", "object", "beep", "when", "difference")

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from mm.prompt import IGNORE_INDEX, ChatTemplate, build_prompt, expand_placeholders
-from mm.train.examples import Example
+from mm.train.examples import TRACK, Example
 from mm.train.features import FeatureCache
 
 logger = logging.getLogger(__name__)
@@ -55,16 +55,24 @@ class Collator:
         self.skipped = 0
         self.pad_id = tokenizer.pad_token_id or 0
 
+    def _silent(self, modality: str, key: str) -> bool:
+        """A video's sound track that is absent (no audio track, or a model without audio): left out."""
+        if not key.endswith(TRACK):
+            return False
+        cache = self.caches.get(modality)
+        return cache is None or key in cache.bad
+
     def __call__(self, examples: list[Example | None]) -> Batch:
         rows, feats = [], {m: [] for m in self.caches}
         order: list[tuple[str, int]] = []
         for ex in examples:
             if ex is None:
                 continue
-            if any(m not in self.caches or key not in self.caches[m] for m, key in ex.media):
+            media = [(m, k) for m, k in ex.media if not self._silent(m, k)]
+            if any(m not in self.caches or key not in self.caches[m] for m, key in media):
                 self.skipped += 1
                 continue
-            item_feats = [(m, self.caches[m].get(key)) for m, key in ex.media]
+            item_feats = [(m, self.caches[m].get(key)) for m, key in media]
             placeholders = [self.model.media_token_ids[m] for m, _ in item_feats]
             ids, labels = build_prompt(self.tokenizer, self.template, ex.turns, placeholders)
             counts = [self.model.num_slots(m, f.shape[0]) for m, f in item_feats]

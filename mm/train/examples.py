@@ -29,6 +29,20 @@ def media_key(record: Record, k: int) -> str:
     return src if isinstance(src, str) else f"{record.id}#{k}"
 
 
+TRACK = "#audio"  # suffix of the key of a video's sound track in the audio feature cache
+
+
+def example_media(record: Record) -> list[tuple[str, str]]:
+    """(modality, key) in prompt order; a video is followed by its sound track (dropped later if silent)."""
+    out = []
+    for k, (modality, _) in enumerate(record.media):
+        key = media_key(record, k)
+        out.append((modality, key))
+        if modality == "video":
+            out.append(("audio", key + TRACK))
+    return out
+
+
 def _lang(text: str) -> str:
     return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
 
@@ -59,7 +73,7 @@ def _synth_dialogue(extra: dict[str, Any], rng: np.random.Generator) -> list[tup
 
 def make_example(record: Record, mode: Mode, rng: np.random.Generator) -> Example | None:
     """One example of `mode` from `record`, or None when the record has nothing for that mode."""
-    media = [(record.media[k][0], media_key(record, k)) for k in range(len(record.media))]
+    media = example_media(record)
     if mode == "caption":
         turn = _caption_turn(record, rng)
         return Example(record.id, media, [turn]) if turn else None

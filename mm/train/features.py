@@ -24,7 +24,10 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from encoders.audio_io import load_audio
+from encoders.video_io import load_video
 from mm.errors import InputError
+from mm.media import Prepared, batch_inputs, video_frames
+from mm.train.examples import TRACK
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +36,13 @@ SHARD_ITEMS = 2048
 
 def fingerprint(model: Any, modality: str) -> str:
     """Hash of what determines the features: encoder identity, weights and preprocessing."""
-    enc = model.encoders[modality]
-    cfg = getattr(model.config, f"{modality}_encoder")
+    enc = model.encoder_for(modality)
+    cfg = getattr(model.config, f"{'image' if modality == 'video' else modality}_encoder")
     h = hashlib.sha256(json.dumps({"name": cfg.name, "options": cfg.options}, sort_keys=True).encode())
-    if modality == "image":
+    if modality == "video":
+        v = model.config.video
+        h.update(json.dumps(["video", v.frames, v.fps, v.max_frames]).encode())
+    if modality in ("image", "video"):
         h.update(json.dumps([enc.image_size, list(enc.mean), list(enc.std), enc.layer]).encode())
     else:
         h.update(json.dumps([enc.n_mels, enc.window_frames, enc.sample_rate]).encode())
@@ -64,9 +70,15 @@ class FeatureCache:
         os.replace(tmp, self.index_file)
 
     def _prepare(self, source: Any) -> torch.Tensor:
-        enc = self.model.encoders[self.modality]
+        enc = self.model.encoder_for(self.modality)
         if self.modality == "image":
             return enc.preprocess(source)
+        if self.modality == "video":
+            v = self.model.config.video
+            clip = load_video(source, frames=v.frames, fps=v.fps, max_frames=v.max_frames, audio=False)
+            return video_frames(self.model, clip)
+        if isinstance(source, str) and source.endswith(TRACK):
+            source = source[: -len(TRACK)]  # a video's sound track: PyAV reads the audio stream
         return load_audio(source, enc.sample_rate)
 
     @torch.no_grad()
@@ -83,11 +95,8 @@ class FeatureCache:
             if not batch:
                 return
             keys = [k for k, _ in batch]
-            if self.modality == "image":
-                inputs = torch.stack([x for _, x in batch]).to(device)
-            else:
-                inputs = self.model.encoders["audio"].features([x for _, x in batch])
-                inputs.mel = inputs.mel.to(device)
+            prepared = [Prepared(self.modality, x, k) for k, x in batch]
+            inputs = batch_inputs(self.model, self.modality, prepared, device)
             states, _, valid = self.model.encode(self.modality, inputs)
             for k, s, v in zip(keys, states, valid):
                 shard[k] = s[:v].to(torch.float16).cpu().contiguous()  # (N, D)

@@ -40,6 +40,10 @@ class TinyRecipe:
     sounds: int = 8000  # training sound clips
     val_images: int = 500  # validation scenes (a disjoint seed stream)
     val_sounds: int = 300  # validation sounds
+    videos: int = 4000  # training clips (moving shape + beep)
+    pairs: int = 1500  # training clip pairs for the comparison question
+    val_videos: int = 200
+    val_pairs: int = 100
     world_seed: int = 0  # seed of the synthetic world
     vocab_size: int = 1024  # BPE vocabulary incl. special tokens
     lora_r: int = 8  # LoRA rank in stage 2 (alpha 2r)
@@ -59,7 +63,8 @@ class TinyRecipe:
     def smoke(cls) -> TinyRecipe:
         """A few steps of everything on a small world: for tests and for trying the pipeline."""
         small = {"steps": 4, "batch_size": 8, "warmup": 1, "log_every": 2, "ckpt_every": 2}
-        return cls(images=64, sounds=32, val_images=8, val_sounds=8, vocab_size=600,
+        return cls(images=64, sounds=32, val_images=8, val_sounds=8, videos=16, pairs=8, val_videos=4, val_pairs=4,
+                   vocab_size=600,
                    lm=TrainConfig(**small), image_encoder=TrainConfig(**small), audio_encoder=TrainConfig(**small),
                    bridge=TrainConfig(**small), instruct=TrainConfig(**small))
 
@@ -101,8 +106,10 @@ def run_tiny(out: str | Path, recipe: TinyRecipe | None = None, ship: str | Path
     world = out / "world"
     t = time.perf_counter()
     if acc.is_main_process and not (world / "train.jsonl").exists():
-        write_split(world, "train", recipe.images, recipe.sounds, recipe.world_seed)
-        write_split(world, "val", recipe.val_images, recipe.val_sounds, recipe.world_seed)
+        write_split(world, "train", recipe.images, recipe.sounds, recipe.world_seed, n_videos=recipe.videos,
+                    n_pairs=recipe.pairs)
+        write_split(world, "val", recipe.val_images, recipe.val_sounds, recipe.world_seed, n_videos=recipe.val_videos,
+                    n_pairs=recipe.val_pairs)
     acc.wait_for_everyone()
     timings["synth"] = time.perf_counter() - t
     records = list(read_jsonl(world / "train.jsonl"))

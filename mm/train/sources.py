@@ -56,8 +56,9 @@ def _turns_from_sharegpt(conv: list[dict]) -> list[tuple[str, str]]:
 
 
 def read_jsonl(path: str | Path) -> Iterator[Record]:
-    """Our manifests: {"image"|"audio": path, "caption": str | "conversations": [...]} per line; the
-    synthetic world's manifests add "captions" by language, "qa" and "dialogues"."""
+    """Our manifests: {"image"|"audio"|"video": path (or "videos": [paths]), "caption": str |
+    "conversations": [...]} per line; the synthetic world's manifests add "captions" by language, "qa"
+    and "dialogues"."""
     path = Path(path)
     root = path.parent
     with path.open(encoding="utf-8") as f:
@@ -69,7 +70,8 @@ def read_jsonl(path: str | Path) -> Iterator[Record]:
             except json.JSONDecodeError as e:
                 logger.warning("%s:%d: not JSON (%s); skipped", path, n, e)
                 continue
-            media = [(m, _resolve(root, d[m])) for m in ("image", "audio") if d.get(m)]
+            media = [(m, _resolve(root, d[m])) for m in ("image", "audio", "video") if d.get(m)]
+            media += [("video", _resolve(root, v)) for v in d.get("videos") or []]
             captions = [d["caption"]] if isinstance(d.get("caption"), str) else []
             if isinstance(d.get("captions"), dict):
                 captions += list(d["captions"].values())

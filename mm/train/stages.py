@@ -16,7 +16,7 @@ from accelerate import Accelerator
 
 from mm.train.batch import BridgeObjective, Collator
 from mm.train.contrastive import ContrastiveObjective, PairCollator, PairDataset, TextTower
-from mm.train.examples import ExampleDataset, media_key
+from mm.train.examples import TRACK, ExampleDataset, media_key
 from mm.train.features import FeatureCache
 from mm.train.lora import add_lora, has_lora
 from mm.train.sources import Record
@@ -65,8 +65,11 @@ def build_caches(chat: Any, records: list[Record], root: Path, batch_size: int =
     """
     main = accelerator is None or accelerator.is_main_process
     caches = {}
-    for modality in chat.model.encoders:
+    for modality in chat.model.config.modalities:
         items = [(media_key(r, k), src) for r in records for k, (m, src) in enumerate(r.media) if m == modality]
+        if modality == "audio":  # sound tracks of clips
+            items += [(media_key(r, k) + TRACK, media_key(r, k) + TRACK) for r in records
+                      for k, (m, src) in enumerate(r.media) if m == "video" and isinstance(src, str)]
         if not items:
             continue
         if main:
@@ -81,13 +84,19 @@ def build_caches(chat: Any, records: list[Record], root: Path, batch_size: int =
 
 
 def train_bridge(chat: Any, records: list[Record], caches: dict[str, FeatureCache], cfg: TrainConfig, out: Path,
-                 *, mode: str, lora: bool = False, lora_r: int = 8, resume: bool = True,
+                 *, mode: str, lora: bool = False, lora_r: int = 8, full_llm: bool = False, resume: bool = True,
                  accelerator: Accelerator | None = None) -> dict:
-    """Stage 1 (`mode="caption"`) or stage 2 (`mode="dialogue"`, usually with `lora=True`)."""
+    """Stage 1 (`mode="caption"`) or stage 2 (`mode="dialogue"`, usually with `lora=True`).
+
+    `full_llm=True` trains every LLM weight with the bridge instead of adapters: affordable only for
+    small LLMs (the tiny recipe), where adapters of a 256-wide model are too narrow to learn to read media.
+    """
     model = chat.model
+    if lora and full_llm:
+        raise ValueError("choose one of lora=True and full_llm=True")
     if lora and not has_lora(model):
         add_lora(model, r=lora_r)
-    _only_trainable(model, ("qformers.", "projectors."))
+    _only_trainable(model, ("qformers.", "projectors.") + (("llm.",) if full_llm else ()))
     if lora:
         for name, p in model.llm.named_parameters():
             if "lora_" in name:

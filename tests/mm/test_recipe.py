@@ -25,10 +25,13 @@ def test_recipe_runs_every_stage_and_resumes_as_a_no_op(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert {p: len(p.read_text().splitlines()) for p in out.glob("*/metrics.jsonl")} == lines
 
-    ev = run("eval", "--model", str(final), "--images", "4", "--sounds", "4", "--json")
+    ev = run("eval", "--model", str(final), "--images", "4", "--sounds", "4", "--videos", "3", "--pairs", "2", "--json")
     assert ev.returncode == 0, ev.stderr[-2000:]
     summary = json.loads(ev.stdout)
     assert summary["questions"] > 20 and "colour" in summary["by_type"]
+    # Clips: 5 questions per language each; pairs: the comparison question in each language.
+    assert summary["by_type"]["motion"]["all"] is not None and summary["by_type"]["difference"]["all"] is not None
+    assert summary["video"]["all"] is not None
 
 
 def test_train_without_a_mode_is_a_usage_error(tmp_path):

@@ -1,0 +1,248 @@
+"""Video decoding with PyAV: sampled frames and the audio track, streamed so memory stays flat.
+
+Shape letters: F sampled frames, H/W frame size, S audio samples (16 kHz mono).
+
+`load_video` keeps only the frames it samples (uniformly over the clip, or at a fixed rate) and the
+resampled audio track; every other decoded frame is dropped as soon as it is seen, so a long clip costs
+time, not memory. `iter_frames` streams (time, frame) pairs for tools that walk a clip segment by
+segment (`mm.compare`). Containers and codecs are whatever the bundled FFmpeg reads (mp4, mkv, webm,
+mov, avi; h264, h265, vp9, mpeg4; aac, opus, mp3, pcm). Variable frame rates are handled by using each
+frame's own timestamp.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from encoders.audio_io import SAMPLE_RATE
+from mm.errors import InputError
+
+VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}
+
+
+@dataclass
+class VideoClip:
+    frames: list[Image.Image]  # F sampled frames, RGB
+    times: list[float]  # seconds of each sampled frame
+    audio: torch.Tensor | None  # (S,) float32 at `sample_rate`, None without an audio track
+    duration: float  # seconds
+    sample_rate: int = SAMPLE_RATE
+    info: dict[str, Any] = field(default_factory=dict)  # codec names, frame size, average rate
+
+
+def _describe(source: Any) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    return f"<{type(source).__name__}>"
+
+
+def _open(source: Any, name: str):
+    import av
+
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{name}: no such file")
+        if path.is_dir():
+            raise InputError(f"{name}: is a directory, not a video file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{name}: the file is empty")
+        target: Any = str(path)
+    elif isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise InputError(f"{name}: the video is empty")
+        target = io.BytesIO(bytes(source))
+    elif hasattr(source, "read"):
+        if hasattr(source, "seek"):
+            source.seek(0)
+        target = source
+    else:
+        raise InputError(f"{name}: expected a video path, bytes or a binary file object")
+    try:
+        return av.open(target)
+    except Exception as e:  # noqa: BLE001 - PyAV raises many error types; all mean "cannot open"
+        raise InputError(f"{name}: not a readable video file ({e})") from None
+
+
+def has_video(source: Any) -> bool:
+    """Whether the file has a video track (False for audio-only containers)."""
+    name = _describe(source)
+    with _open(source, name) as c:
+        return bool(c.streams.video)
+
+
+def probe_duration(source: Any) -> float:
+    """Clip length in seconds, from the container header or, failing that, the last packet's timestamp."""
+    name = _describe(source)
+    with _open(source, name) as c:
+        return _duration(c, name)
+
+
+def _duration(container: Any, name: str) -> float:
+    streams = list(container.streams.video) + list(container.streams.audio)
+    if not streams:
+        raise InputError(f"{name}: the file has neither video nor audio")
+    s = (container.streams.video or container.streams.audio)[0]
+    if s.duration and s.time_base:
+        return float(s.duration * s.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    # No header duration (some webm / streamed mp4): demux packets without decoding them.
+    last = 0.0
+    for packet in container.demux(s):
+        if packet.pts is not None and packet.time_base:
+            last = max(last, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    container.seek(0)
+    return last
+
+
+def sample_times(duration: float, frames: int | None = 8, fps: float | None = None, max_frames: int = 64) -> list[float]:
+    """Target timestamps: `frames` at the centres of equal slices, or every 1/fps seconds (capped)."""
+    if fps is not None:
+        if fps <= 0:
+            raise InputError(f"fps must be positive, got {fps}")
+        n = max(1, min(max_frames, int(duration * fps)))
+        return [(k + 0.5) / fps for k in range(n)]
+    if not frames or frames < 1:
+        raise InputError(f"frames must be at least 1, got {frames}")
+    return [(k + 0.5) * duration / frames for k in range(frames)]
+
+
+def _frame_time(frame: Any) -> float | None:
+    if frame.pts is None or frame.time_base is None:
+        return None
+    return float(frame.pts * frame.time_base)
+
+
+def iter_frames(source: Any, *, width: int | None = None, height: int | None = None) -> Iterator[tuple[float, Any]]:
+    """(seconds, av.VideoFrame) for every decoded frame; frames are resized by FFmpeg when asked."""
+    name = _describe(source)
+    with _open(source, name) as c:
+        if not c.streams.video:
+            raise InputError(f"{name}: the file has no video track")
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        last = -1.0
+        try:
+            for i, frame in enumerate(c.decode(stream)):
+                t = _frame_time(frame)
+                t = last + 1.0 / float(stream.average_rate or 25) if t is None else t
+                last = t
+                if width or height:
+                    frame = frame.reformat(width=width, height=height)
+                yield t, frame
+        except InputError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise InputError(f"{name}: decoding failed ({e})") from None
+
+
+def load_video(source: Any, *, frames: int | None = 8, fps: float | None = None, max_frames: int = 64,
+               audio: bool = True, sample_rate: int = SAMPLE_RATE) -> VideoClip:
+    """Decode `source` once: the sampled frames (see `sample_times`) and the audio track at `sample_rate`.
+
+    A file with no video track raises InputError (use `encoders.audio_io.load_audio` for it); a clip with
+    no audio track gives `audio=None`.
+    """
+    import av
+
+    name = _describe(source)
+    with _open(source, name) as c:
+        if not c.streams.video:
+            raise InputError(f"{name}: the file has no video track" + (" (it is audio only)" if c.streams.audio else ""))
+        vs = c.streams.video[0]
+        vs.thread_type = "AUTO"
+        as_ = c.streams.audio[0] if (audio and c.streams.audio) else None
+        duration = _duration(c, name)
+        targets = sample_times(duration, frames, fps, max_frames) if duration > 0 else [0.0]
+        picked: list[Any] = [None] * len(targets)  # av.VideoFrame references, converted at the end
+        picked_t: list[float] = [0.0] * len(targets)
+        best = [float("inf")] * len(targets)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate) if as_ is not None else None
+        chunks: list[np.ndarray] = []
+        n_decoded, last_t, fallback = 0, -1.0, 1.0 / float(vs.average_rate or 25)
+        streams = [vs] + ([as_] if as_ is not None else [])
+        try:
+            for frame in c.decode(*streams):
+                if isinstance(frame, av.AudioFrame):
+                    chunks.extend(o.to_ndarray().reshape(-1) for o in resampler.resample(frame))
+                    continue
+                t = _frame_time(frame)
+                t = last_t + fallback if t is None else t
+                last_t = t
+                n_decoded += 1
+                # Keep, for every target time, the decoded frame nearest to it (one pass, O(F) memory).
+                for k, target in enumerate(targets):
+                    d = abs(t - target)
+                    if d < best[k]:
+                        best[k], picked_t[k] = d, t
+                        picked[k] = frame
+            if resampler is not None:
+                chunks.extend(o.to_ndarray().reshape(-1) for o in resampler.resample(None))
+        except Exception as e:  # noqa: BLE001 - a truncated or corrupt stream
+            if n_decoded == 0:
+                raise InputError(f"{name}: not a readable video file ({e})") from None
+        if n_decoded == 0:
+            raise InputError(f"{name}: the video track has no frames")
+        info = {"video_codec": vs.codec_context.name, "width": vs.codec_context.width,
+                "height": vs.codec_context.height, "average_rate": float(vs.average_rate or 0),
+                "frames_decoded": n_decoded,
+                "audio_codec": as_.codec_context.name if as_ is not None else None}
+        images = {id(f): f.to_image() for f in picked if f is not None}
+    kept = [(t, images[id(f)]) for t, f in zip(picked_t, picked) if f is not None]
+    wave = torch.from_numpy(np.concatenate(chunks)).float() if chunks else None
+    if wave is not None and wave.numel() == 0:
+        wave = None
+    return VideoClip([f for _, f in kept], [t for t, _ in kept], wave, max(duration, last_t), sample_rate, info)
+
+
+def write_video(path: str | Path, frames: list[np.ndarray] | list[Image.Image], fps: float, *,
+                audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE, codec: str = "libx264",
+                audio_codec: str = "aac", pix_fmt: str = "yuv420p") -> Path:
+    """Encode RGB frames (and a mono float waveform) into a container chosen by the file extension."""
+    import av
+    from fractions import Fraction
+
+    path = Path(path)
+    with av.open(str(path), "w") as c:
+        rate = Fraction(fps).limit_denominator(1000)
+        vs = c.add_stream(codec, rate=rate)
+        first = np.asarray(frames[0])
+        vs.height, vs.width = first.shape[0], first.shape[1]
+        vs.pix_fmt = pix_fmt
+        if codec == "libx265":
+            vs.options = {"x265-params": "log-level=error"}
+        a_stream = None
+        if audio is not None:
+            a_stream = c.add_stream(audio_codec, rate=sample_rate)
+            a_stream.layout = "mono"
+        for img in frames:
+            frame = av.VideoFrame.from_ndarray(np.asarray(img, dtype=np.uint8), format="rgb24")
+            c.mux(vs.encode(frame))
+        c.mux(vs.encode(None))
+        if a_stream is not None:
+            fmt = a_stream.codec_context.format.name if a_stream.codec_context.format else "fltp"
+            samples = np.asarray(audio, dtype=np.float32)
+            size = a_stream.codec_context.frame_size or 1024
+            resampler = av.AudioResampler(format=fmt, layout="mono", rate=sample_rate)
+            for start in range(0, len(samples), size):
+                chunk = samples[start:start + size][None, :]
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
+                frame.sample_rate = sample_rate
+                frame.pts = start
+                for out in resampler.resample(frame):
+                    c.mux(a_stream.encode(out))
+            for out in resampler.resample(None):
+                c.mux(a_stream.encode(out))
+            c.mux(a_stream.encode(None))
+    return path

@@ -1,0 +1,156 @@
+"""Captioning many items: batched generation, per-item errors, and resumable JSONL jobs (`mm caption`).
+
+`caption_items` turns a list of mixed images, sounds and clips into `CaptionResult`s in input order.
+Items that cannot be read become results with an `error` (on_error="skip") or raise (on_error="raise");
+readable items are captioned in left-padded batches, one forward per step for the whole batch.
+`caption_files` walks paths, writes one JSON line per item as it goes and skips what the output already
+holds, so an interrupted run over many files loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mm.errors import InputError
+from mm.media import Prepared, prepare_media
+from mm.prompt import CAPTION_PROMPTS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CaptionResult:
+    path: str  # the item's path, or "<item N>" for in-memory items
+    modality: str | None  # "image", "audio" or "video"; None when it could not be told
+    caption: str | None  # None when the item failed
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _name(item: Any, i: int) -> str:
+    return str(item) if isinstance(item, (str, Path)) else f"<item {i}>"
+
+
+def caption_items(chat: Any, items: Sequence[Any], *, batch_size: int = 8, prompt: str | Sequence[str] | None = None,
+                  lang: str = "en", on_error: str = "raise", names: Sequence[str] | None = None,
+                  **gen: Any) -> list[CaptionResult]:
+    """One result per item, in order. `prompt`: one request for all items or one per item (default: the
+    modality's "Describe ..." prompt in `lang`)."""
+    from mm.chat import infer_modality
+
+    if on_error not in ("skip", "raise"):
+        raise InputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+    if lang not in ("en", "zh"):
+        raise InputError(f"lang must be 'en' or 'zh', got {lang!r}")
+    if isinstance(prompt, (list, tuple)) and len(prompt) != len(items):
+        raise InputError(f"{len(prompt)} prompts for {len(items)} items")
+    names = list(names) if names is not None else [_name(x, i) for i, x in enumerate(items)]
+    results: list[CaptionResult] = []
+    requests: list[tuple[str, list, list[Prepared]]] = []
+    slots: list[int] = []
+    for i, item in enumerate(items):
+        modality = None
+        try:
+            modality = infer_modality(item)
+            prepared = prepare_media(chat.model, modality, item)
+        except InputError as e:
+            if on_error == "raise":
+                raise InputError(f"item {i}: {e}") from None
+            results.append(CaptionResult(names[i], modality, None, str(e)))
+            continue
+        text = prompt[i] if isinstance(prompt, (list, tuple)) else prompt
+        kind = prepared[0].modality if len(prepared) == 1 else "video"
+        requests.append((text or CAPTION_PROMPTS[kind][lang][0], [], prepared))
+        slots.append(len(results))
+        results.append(CaptionResult(names[i], modality, None))
+    captions = chat.answer_batch(requests, batch_size=batch_size, **gen) if requests else []
+    for k, text in zip(slots, captions):
+        results[k].caption = text
+    failed = [r for r in results if r.error]
+    if failed:
+        logger.warning("%d of %d items could not be captioned: %s", len(failed), len(items),
+                       "; ".join(r.error for r in failed[:5]) + (" ..." if len(failed) > 5 else ""))
+    return results
+
+
+def media_files(paths: Iterable[str | Path], recursive: bool = True) -> Iterator[Path]:
+    """Files under `paths` whose extension names an image, sound or video, in sorted order; files given
+    by name are yielded whatever their extension (they fail later with a clear error if unreadable)."""
+    from mm.chat import MEDIA_EXTENSIONS
+
+    exts = set().union(*MEDIA_EXTENSIONS.values())
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            walker = p.rglob("*") if recursive else p.glob("*")
+            for f in sorted(walker):
+                if f.is_file() and f.suffix.lower() in exts:
+                    yield f
+        elif p.exists():
+            yield p
+        else:
+            raise InputError(f"{p}: no such file or directory")
+
+
+def done_paths(out: Path) -> set[str]:
+    """Paths already in a captions JSONL file (a torn last line from a crash is ignored)."""
+    done: set[str] = set()
+    if not out.exists():
+        return done
+    with out.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                done.add(json.loads(line)["path"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return done
+
+
+def _trim_torn_line(out: Path) -> None:
+    """Drop a partial last line (no newline) left by a crash, so appends start on a fresh line."""
+    if not out.exists() or out.stat().st_size == 0:
+        return
+    with out.open("rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        data = out.read_bytes()
+        f.truncate(data.rfind(b"\n") + 1)
+
+
+def caption_files(chat: Any, files: Sequence[Path], out: str | Path, *, resume: bool = False, batch_size: int = 8,
+                  chunk: int = 64, progress: bool = True, **kwargs: Any) -> dict[str, int]:
+    """Caption `files` into the JSONL file `out`, `chunk` items at a time, flushing after each chunk.
+
+    With `resume`, files already in `out` are skipped; without it an existing `out` is replaced.
+    Returns counts: total, skipped (already done), captioned, failed.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_paths(out) if resume else set()
+    if resume:
+        _trim_torn_line(out)
+    todo = [f for f in files if str(f) not in done]
+    counts = {"total": len(files), "skipped": len(files) - len(todo), "captioned": 0, "failed": 0}
+    with out.open("a" if resume else "w", encoding="utf-8") as f, \
+            tqdm(total=len(todo), desc="captioning", unit="item", disable=not progress) as bar:
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            results = caption_items(chat, [str(p) for p in part], batch_size=batch_size, on_error="skip", **kwargs)
+            for r in results:
+                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+                counts["failed" if r.error else "captioned"] += 1
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(part))
+    return counts

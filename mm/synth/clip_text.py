@@ -1,0 +1,71 @@
+"""Bilingual captions, questions and comparison answers for the synthetic clips (see `mm.synth.video`)."""
+
+from __future__ import annotations
+
+from mm.synth.text import QA
+from mm.synth.video import Clip
+from mm.synth.vocab import COLOURS, MOTIONS, PITCHES, SHAPES, SPEEDS, WHEN
+
+_MOTION_EN = {"left": "to the left", "right": "to the right", "up": "upwards", "down": "downwards"}
+_SPEED_EN = {"slow": "slowly", "fast": "quickly"}
+_SPEED_ZH = {"slow": "慢慢地", "fast": "快速地"}
+_WHEN_EN = {"start": "at the start", "end": "at the end"}
+COMPARE_PROMPTS = {"en": "What is the difference between the two clips?", "zh": "这两个片段有什么不同？"}
+
+
+def caption_clip(clip: Clip, lang: str) -> str:
+    if lang == "en":
+        return (f"A {clip.colour} {clip.shape} moves {_SPEED_EN[clip.speed]} {_MOTION_EN[clip.motion]}. "
+                f"A {clip.pitch} beep sounds {_WHEN_EN[clip.when]}.")
+    return (f"一个{COLOURS[clip.colour][0]}{SHAPES[clip.shape]}{_SPEED_ZH[clip.speed]}{MOTIONS[clip.motion]}移动。"
+            f"{WHEN[clip.when]}有一声{PITCHES[clip.pitch][0]}音哔声。")
+
+
+def clip_questions(clip: Clip, lang: str) -> list[QA]:
+    if lang == "en":
+        s = clip.shape
+        return [
+            QA("motion", lang, f"Which way does the {s} move?", f"It moves {_MOTION_EN[clip.motion]}.", clip.motion),
+            QA("speed", lang, f"Does the {s} move fast or slow?", f"It moves {_SPEED_EN[clip.speed]}.", clip.speed),
+            QA("object", lang, "What is moving?", f"A {clip.colour} {s}.", f"{clip.colour} {s}"),
+            QA("beep", lang, "Is the beep low, medium or high?", f"The beep is {clip.pitch}.", clip.pitch),
+            QA("when", lang, "When does the beep sound?", f"It sounds {_WHEN_EN[clip.when]}.", clip.when),
+        ]
+    s = SHAPES[clip.shape]
+    colour, motion, when = COLOURS[clip.colour][0], MOTIONS[clip.motion], WHEN[clip.when]
+    return [
+        QA("motion", lang, f"{s}往哪个方向移动？", f"{motion}移动。", motion),
+        QA("speed", lang, f"{s}移动得快还是慢？", f"移动得很{SPEEDS[clip.speed]}。", SPEEDS[clip.speed]),
+        QA("object", lang, "什么在移动？", f"一个{colour}{s}。", f"{colour}{s}"),
+        QA("beep", lang, "哔声的音调是低、中还是高？", f"音调是{PITCHES[clip.pitch][0]}。", PITCHES[clip.pitch][0]),
+        QA("when", lang, "哔声在什么时候响起？", f"在{when}。", when),
+    ]
+
+
+_SUBJECT = {"en": {"pitch": "beep", "when": "beep"}, "zh": {"pitch": "哔声", "when": "哔声"}}
+
+
+def _value(clip: Clip, attribute: str, lang: str) -> str:
+    v = getattr(clip, attribute)
+    en = {"motion": lambda: f"moves {_MOTION_EN[v]}", "speed": lambda: f"moves {_SPEED_EN[v]}",
+          "colour": lambda: f"is {v}", "shape": lambda: f"is a {v}", "pitch": lambda: f"is {v}",
+          "when": lambda: f"sounds {_WHEN_EN[v]}"}
+    zh = {"motion": lambda: f"{MOTIONS[v]}移动", "speed": lambda: f"移动得{SPEEDS[v]}",
+          "colour": lambda: f"是{COLOURS[v][0]}", "shape": lambda: f"是{SHAPES[v]}",
+          "pitch": lambda: f"是{PITCHES[v][0]}音", "when": lambda: f"在{WHEN[v]}响起"}
+    return (en if lang == "en" else zh)[attribute]()
+
+
+def compare_answer(a: Clip, b: Clip, attribute: str | None, lang: str) -> QA:
+    """The answer to COMPARE_PROMPTS for a pair that differs in `attribute` (None: identical clips)."""
+    q = COMPARE_PROMPTS[lang]
+    if attribute is None:
+        text = "The two clips are the same." if lang == "en" else "两个片段相同。"
+        return QA("difference", lang, q, text, "same" if lang == "en" else "相同")
+    if lang == "en":
+        subject = _SUBJECT["en"].get(attribute, "shape")
+        text = f"In the first clip the {subject} {_value(a, attribute, lang)}; in the second it {_value(b, attribute, lang)}."
+    else:
+        subject = _SUBJECT["zh"].get(attribute, "形状")
+        text = f"第一个片段中{subject}{_value(a, attribute, lang)}，第二个片段中{_value(b, attribute, lang)}。"
+    return QA("difference", lang, q, text, attribute)
