@@ -22,7 +22,8 @@ class TemporalQFormer(nn.Module):
             raise ValueError("the temporal Q-Former reads whole clips; window_size must be 0")
         self.max_frames = max_frames
         self.frame_position = nn.Embedding(max_frames, cfg.encoder_width)
-        nn.init.normal_(self.frame_position.weight, std=cfg.initializer_range)
+        # Comparable to the (layer-normed, ~unit) frame tokens, so frame order is visible from the start.
+        nn.init.normal_(self.frame_position.weight, std=0.5)
         self.qformer = QFormer(cfg)
 
     @property

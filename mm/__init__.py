@@ -15,13 +15,15 @@ from mm.errors import InputError
 
 if TYPE_CHECKING:
     from mm.chat import MMChat
+    from mm.compare import ClipComparison, compare_clips
     from mm.config import MMConfig
     from mm.loading import load
 
-__all__ = ["InputError", "MMChat", "MMConfig", "load"]
+__all__ = ["ClipComparison", "InputError", "MMChat", "MMConfig", "compare_clips", "load"]
 __version__ = "0.1.0"
 
-_LAZY = {"MMChat": "mm.chat", "load": "mm.loading", "MMConfig": "mm.config"}
+_LAZY = {"MMChat": "mm.chat", "load": "mm.loading", "MMConfig": "mm.config", "compare_clips": "mm.compare",
+         "ClipComparison": "mm.compare"}
 
 
 def __getattr__(name: str) -> Any:

@@ -59,7 +59,10 @@ def caption_items(chat: Any, items: Sequence[Any], *, batch_size: int = 8, promp
     for i, item in enumerate(items):
         modality = None
         try:
-            modality = infer_modality(item)
+            if isinstance(item, _Tagged):
+                modality, item = item.modality, item.data
+            else:
+                modality = infer_modality(item)
             prepared = prepare_media(chat.model, modality, item)
         except InputError as e:
             if on_error == "raise":
@@ -154,3 +157,73 @@ def caption_files(chat: Any, files: Sequence[Path], out: str | Path, *, resume: 
             os.fsync(f.fileno())
             bar.update(len(part))
     return counts
+
+
+def caption_shards(chat: Any, shards: Sequence[Path], out: str | Path, *, rank: int = 0, world_size: int = 1,
+                   resume: bool = False, batch_size: int = 8, chunk: int = 64, progress: bool = True,
+                   **kwargs: Any) -> dict[str, int]:
+    """Caption the samples of WebDataset shards `shards[rank::world_size]` into `out` (this rank's part).
+
+    A sample's first media member is captioned; its path is `SHARD::KEY`. Shards are streamed.
+    """
+    from tqdm import tqdm
+
+    from mm.train.sources import read_webdataset
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_paths(out) if resume else set()
+    if resume:
+        _trim_torn_line(out)
+    mine = list(shards)[rank::world_size]
+    counts = {"total": 0, "skipped": 0, "captioned": 0, "failed": 0}
+    with out.open("a" if resume else "w", encoding="utf-8") as f, \
+            tqdm(desc=f"captioning (rank {rank})", unit="item", disable=not progress) as bar:
+        for shard in mine:
+            pending: list[tuple[str, Any]] = []
+
+            def flush() -> None:
+                results = caption_items(chat, [x for _, x in pending], names=[n for n, _ in pending],
+                                        batch_size=batch_size, on_error="skip", **kwargs)
+                for r in results:
+                    f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+                    counts["failed" if r.error else "captioned"] += 1
+                f.flush()
+                bar.update(len(pending))
+                pending.clear()
+
+            for rec in read_webdataset([shard]):
+                counts["total"] += 1
+                name = f"{shard}::{rec.id}"
+                if name in done:
+                    counts["skipped"] += 1
+                    continue
+                modality, data = rec.media[0]
+                pending.append((name, _Tagged(modality, data)))
+                if len(pending) >= chunk:
+                    flush()
+            if pending:
+                flush()
+    return counts
+
+
+@dataclass
+class _Tagged:
+    """In-memory media whose modality is known from its member name (bytes carry no extension)."""
+
+    modality: str
+    data: bytes
+
+
+def merge_parts(parts: Sequence[Path], out: Path) -> int:
+    """Concatenate per-rank JSONL parts into `out` (atomically); returns the line count."""
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for part in parts:
+            for line in part.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    f.write(line + "\n")
+                    n += 1
+    tmp.replace(out)
+    return n

@@ -32,3 +32,29 @@ def wav_bytes(wave: np.ndarray, sr: int = 16000) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, wave, sr, format="WAV")
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def video_model():
+    """mm-tiny's architecture with video input, untrained bridges (for mechanics, not answers)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from mm.chat import MMChat
+    from mm.config import preset
+    from mm.loading import shipped_weights
+    from mm.model import MMModel
+
+    tokenizer = AutoTokenizer.from_pretrained(shipped_weights("mm-tiny"), local_files_only=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return MMChat(MMModel(preset("mm-tiny")), tokenizer)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory):
+    """A few synthetic clips and clip pairs on disk (the test split manifest), written once per session."""
+    from mm.synth import write_split
+
+    root = tmp_path_factory.mktemp("clips")
+    return write_split(root, "test", 0, 0, seed=11, n_videos=4, n_pairs=3, workers=1)

@@ -9,12 +9,15 @@ import sys
 # name -> module under mm.cli; each module's docstring is its help text.
 COMMANDS = {
     "chat": "mm.cli.chat",
+    "caption": "mm.cli.caption",
+    "compare": "mm.cli.compare",
     "demo": "mm.cli.demo",
     "info": "mm.cli.info",
     "synth": "mm.cli.synth",
     "train": "mm.cli.train",
     "eval": "mm.cli.eval",
     "serve": "mm.cli.serve",
+    "bench": "mm.cli.bench",
 }
 
 USAGE = """usage: mm COMMAND [ARGS...]

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"}
+VIDEO_EXTS = {".mp4", ".mkv", ".webm", ".mov", ".avi"}
 
 
 @dataclass
@@ -151,6 +152,7 @@ def read_webdataset(shards: list[str | Path]) -> Iterator[Record]:
 def _wds_record(key: str, group: dict[str, bytes]) -> Record | None:
     media = [("image", b) for e, b in group.items() if e in IMAGE_EXTS]
     media += [("audio", b) for e, b in group.items() if e in AUDIO_EXTS]
+    media += [("video", b) for e, b in group.items() if e in VIDEO_EXTS]
     captions, convs = [], []
     if ".txt" in group:
         captions.append(group[".txt"].decode("utf-8").strip())

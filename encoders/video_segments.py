@@ -1,0 +1,144 @@
+"""Walking a clip segment by segment: fixed windows or scene cuts, frames and sound per segment, streamed.
+
+Shape letters: K frames sampled per segment, S audio samples.
+
+`iter_segments` decodes the clip once and yields each `Segment` as soon as both its frames and its sound
+are complete, so memory holds a few segments, however long the clip. Scene cuts are found in a first,
+cheap pass over 32x32 grey thumbnails (mean absolute change between consecutive frames).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from encoders.audio_io import SAMPLE_RATE
+from encoders.video_io import _describe, _duration, _frame_time, _open, iter_frames
+from mm.errors import InputError
+
+
+@dataclass
+class Segment:
+    index: int
+    start: float  # seconds
+    end: float
+    frames: list[Image.Image] = field(default_factory=list)  # K sampled frames
+    times: list[float] = field(default_factory=list)
+    audio: torch.Tensor | None = None  # (S,) at 16 kHz, None without an audio track
+
+    @property
+    def key_frame(self) -> Image.Image:
+        return self.frames[len(self.frames) // 2]
+
+
+def fixed_windows(duration: float, seconds: float) -> list[tuple[float, float]]:
+    """[start, end) windows of `seconds`; a last piece shorter than half a window joins the one before."""
+    if seconds <= 0:
+        raise InputError(f"segment length must be positive, got {seconds}")
+    n = max(1, int(np.ceil(duration / seconds - 1e-9)))
+    bounds = [(k * seconds, min((k + 1) * seconds, duration)) for k in range(n)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < seconds / 2:
+        bounds[-2] = (bounds[-2][0], bounds[-1][1])
+        bounds.pop()
+    return bounds
+
+
+def scene_cuts(source: Any, threshold: float = 0.25, min_seconds: float = 0.5) -> list[tuple[float, float]]:
+    """Segments between cuts: a cut is a mean absolute grey-level change above `threshold` (0-1)."""
+    prev, starts, last_t = None, [0.0], 0.0
+    for t, frame in iter_frames(source, width=32, height=32):
+        grey = frame.to_ndarray(format="gray").astype(np.float32) / 255.0
+        if prev is not None and np.abs(grey - prev).mean() > threshold and t - starts[-1] >= min_seconds:
+            starts.append(t)
+        prev, last_t = grey, t
+    end = max(last_t, probe_end(source))
+    return [(a, b) for a, b in zip(starts, starts[1:] + [end]) if b > a] or [(0.0, end)]
+
+
+def probe_end(source: Any) -> float:
+    name = _describe(source)
+    with _open(source, name) as c:
+        return _duration(c, name)
+
+
+def iter_segments(source: Any, *, seconds: float = 2.0, frames: int = 8, cuts: bool = False,
+                  cut_threshold: float = 0.25, audio: bool = True,
+                  sample_rate: int = SAMPLE_RATE) -> Iterator[Segment]:
+    """Segments of `source` in order, each with `frames` frames at the centres of equal slices."""
+    import av
+
+    bounds = scene_cuts(source, cut_threshold) if cuts else fixed_windows(probe_end(source), seconds)
+    name = _describe(source)
+    with _open(source, name) as c:
+        if not c.streams.video:
+            raise InputError(f"{name}: the file has no video track")
+        vs = c.streams.video[0]
+        vs.thread_type = "AUTO"
+        as_ = c.streams.audio[0] if (audio and c.streams.audio) else None
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate) if as_ is not None else None
+        segs = [Segment(i, a, b) for i, (a, b) in enumerate(bounds)]
+        targets = [[a + (k + 0.5) * (b - a) / frames for k in range(frames)] for a, b in bounds]
+        best = [[(float("inf"), None, 0.0)] * frames for _ in bounds]  # (distance, frame, time)
+        buf, buf_start = [], 0  # audio chunks and the sample index of the first one
+        video_t, audio_t, last_t = -1.0, -1.0 if as_ is not None else float("inf"), -1.0
+        fallback = 1.0 / float(vs.average_rate or 25)
+        nxt = 0  # first segment not yet yielded
+
+        def ready(i: int, final: bool) -> bool:
+            return final or (video_t >= segs[i].end and audio_t >= segs[i].end)
+
+        def finish(i: int) -> Segment:
+            nonlocal buf, buf_start
+            seg = segs[i]
+            picked = [(t, f) for _, f, t in best[i] if f is not None]
+            seg.frames = [f.to_image() for _, f in picked]
+            seg.times = [t for t, _ in picked]
+            best[i] = []
+            if resampler is not None:
+                wave = np.concatenate(buf) if buf else np.zeros(0, np.float32)
+                a = max(0, int(seg.start * sample_rate) - buf_start)
+                b = max(0, int(seg.end * sample_rate) - buf_start)
+                seg.audio = torch.from_numpy(wave[a:b].copy()) if b > a else None
+                keep = wave[b:]  # drop what no later segment needs
+                buf, buf_start = [keep], buf_start + b
+            return seg
+
+        streams = [vs] + ([as_] if as_ is not None else [])
+        try:
+            for frame in c.decode(*streams):
+                if isinstance(frame, av.AudioFrame):
+                    for o in resampler.resample(frame):
+                        buf.append(o.to_ndarray().reshape(-1))
+                    audio_t = (buf_start + sum(len(x) for x in buf)) / sample_rate
+                else:
+                    t = _frame_time(frame)
+                    t = last_t + fallback if t is None else t
+                    last_t = video_t = t
+                    for i in range(nxt, len(segs)):
+                        if segs[i].start - 1.0 > t:
+                            break
+                        for k, target in enumerate(targets[i]):
+                            d = abs(t - target)
+                            if d < best[i][k][0]:
+                                best[i][k] = (d, frame, t)
+                while nxt < len(segs) and ready(nxt, False):
+                    yield finish(nxt)
+                    nxt += 1
+            if resampler is not None:
+                for o in resampler.resample(None):
+                    buf.append(o.to_ndarray().reshape(-1))
+        except InputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a corrupt stream
+            if last_t < 0:
+                raise InputError(f"{name}: not a readable video file ({e})") from None
+        while nxt < len(segs):
+            seg = finish(nxt)
+            nxt += 1
+            if seg.frames:
+                yield seg

@@ -1,0 +1,45 @@
+"""Benchmarks: `caption` (batched vs one-by-one captioning) and `compare` (clip comparison vs length).
+
+Figures are measured side by side in one run and reported as ratios; BENCHMARKS.md records them.
+
+Examples:
+  mm bench caption --json
+  mm bench compare --json
+  mm bench compare --lengths 10 20 40 --no-describe
+"""
+
+from __future__ import annotations
+
+import json
+
+from mm.cli.common import add_model_args, load_model, parser
+
+
+def main(argv: list[str]) -> int:
+    from mm.bench import bench_caption, bench_compare, machine
+
+    p = parser("bench", __doc__)
+    p.add_argument("name", choices=["caption", "compare"])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--items", type=int, default=64, help="caption: images to caption")
+    p.add_argument("--batch-size", type=int, default=16, help="caption: batch size")
+    p.add_argument("--lengths", type=float, nargs="+", default=[10, 20, 40], help="compare: clip lengths (s)")
+    p.add_argument("--pair-seconds", type=float, default=60, help="compare: length of the timed pair")
+    p.add_argument("--no-describe", action="store_true", help="compare: skip the model's descriptions")
+    add_model_args(p)
+    args = p.parse_args(argv)
+    chat = load_model(args)
+    if args.name == "caption":
+        if args.items < 1 or args.batch_size < 1:
+            p.error("--items and --batch-size must be >= 1")
+        result = bench_caption(chat, args.items, args.batch_size)
+    else:
+        if min(args.lengths) <= 0 or args.pair_seconds <= 0:
+            p.error("lengths must be positive")
+        result = bench_compare(chat, tuple(args.lengths), args.pair_seconds, describe=not args.no_describe)
+    result = {"bench": args.name, "model": args.model, "machine": machine(), **result}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(json.dumps(result, indent=2))
+    return 0
