@@ -37,6 +37,9 @@ class QFormerConfig:
     input_norm: bool = True  # LayerNorm on the encoder tokens before cross-attention (BLIP-2's ln_vision)
     window_size: int = 0  # >0: window-level Q-Former over windows of this many encoder tokens
     window_stride: int = 0  # step between windows; 0 means window_size (no overlap)
+    # >0: a learned position embedding over this many encoder tokens, added to them after input_norm, so
+    # cross-attention reads *where* a feature is, not only what (BLIP-2: 0; its EVA tokens carry enough)
+    encoder_positions: int = 0
     initializer_range: float = 0.02  # std of the normal init of queries and linear weights
 
     def __post_init__(self) -> None:
@@ -131,6 +134,8 @@ class QFormer(nn.Module):
         self.config = cfg
         self.query_tokens = nn.Parameter(torch.zeros(1, cfg.num_queries, cfg.hidden_size))
         self.input_norm = nn.LayerNorm(cfg.encoder_width) if cfg.input_norm else nn.Identity()
+        self.encoder_position = (nn.Parameter(torch.zeros(1, cfg.encoder_positions, cfg.encoder_width))
+                                 if cfg.encoder_positions else None)
         self.query_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.layers = nn.ModuleList(
             QFormerLayer(cfg, cfg.has_cross_attention(i)) for i in range(cfg.num_layers)
@@ -140,6 +145,8 @@ class QFormer(nn.Module):
     def reset_parameters(self) -> None:
         std = self.config.initializer_range
         nn.init.normal_(self.query_tokens, std=std)
+        if self.encoder_position is not None:
+            nn.init.normal_(self.encoder_position, std=0.5)  # comparable to the layer-normed tokens
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=std)
@@ -194,6 +201,11 @@ class QFormer(nn.Module):
             empty = ~encoder_mask.any(dim=-1, keepdim=True)
             encoder_mask = encoder_mask | empty
         context = self.input_norm(encoder_states)
+        if self.encoder_position is not None:
+            n = context.shape[1]
+            if n > self.config.encoder_positions:
+                raise ValueError(f"{n} encoder tokens; the position table holds {self.config.encoder_positions}")
+            context = context + self.encoder_position[:, :n].to(context.dtype)
         x = self.query_norm(self.query_tokens.expand(context.shape[0], -1, -1))  # (B', Q, D)
         x = F.dropout(x, self.config.dropout if self.training else 0.0, self.training)
         for layer in self.layers:

@@ -57,4 +57,4 @@ def clips(tmp_path_factory):
     from mm.synth import write_split
 
     root = tmp_path_factory.mktemp("clips")
-    return write_split(root, "test", 0, 0, seed=11, n_videos=4, n_pairs=3, workers=1)
+    return write_split(root, "test", 0, 0, seed=12, n_videos=4, n_pairs=4, workers=1)  # pairs: 3 same, 1 motion

@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-body-mb", type=float, default=32.0)
     p.add_argument("--max-image-pixels", type=int, default=4096 * 4096)
     p.add_argument("--max-audio-seconds", type=float, default=600.0)
+    p.add_argument("--max-video-seconds", type=float, default=600.0, help="longest video /v1/captions takes")
     p.add_argument("--max-tokens", type=int, default=1024, help="cap on a request's max_tokens")
     p.add_argument("--allow-url-host", action="append", default=[], help="host image_url may fetch from (repeatable)")
     p.add_argument("--name", default=None, help="model name reported by the API (default: --model)")
@@ -34,7 +35,8 @@ def main(argv: list[str]) -> int:
     from mm.serve import Limits, create_app
 
     limits = Limits(max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
-                    max_audio_seconds=args.max_audio_seconds, max_new_tokens=args.max_tokens,
+                    max_audio_seconds=args.max_audio_seconds, max_video_seconds=args.max_video_seconds,
+                    max_new_tokens=args.max_tokens,
                     url_allowlist=tuple(args.allow_url_host))
     app = create_app(load_model(args), model_name=args.name or str(args.model), api_key=args.api_key,
                      limits=limits, max_queue=args.max_queue)

@@ -27,6 +27,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--merge-lora", action="store_true", help="fold LoRA adapters into the saved LLM")
+    p.add_argument("--full-llm", action="store_true",
+                   help="instruct stage: train every LLM weight instead of LoRA (small LLMs only)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
     add_model_args(p)
     args = p.parse_args(argv)
@@ -44,6 +46,8 @@ def main(argv: list[str]) -> int:
         return 0
     if not args.data:
         p.error("--stage needs --data")
+    if args.full_llm and args.stage != "instruct":
+        p.error("--full-llm applies to --stage instruct")
     from pathlib import Path
 
     from mm.train.lora import merge_lora, save_lora
@@ -58,8 +62,9 @@ def main(argv: list[str]) -> int:
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
                       mixed_precision=args.mixed_precision)
     summary = train_bridge(chat, records, caches, cfg, out, mode="caption" if args.stage == "bridge" else "dialogue",
-                           lora=args.stage == "instruct", lora_r=args.lora_r, resume=not args.no_resume)
-    if args.stage == "instruct" and not args.merge_lora:
+                           lora=args.stage == "instruct" and not args.full_llm, full_llm=args.full_llm,
+                           lora_r=args.lora_r, resume=not args.no_resume)
+    if args.stage == "instruct" and not args.merge_lora and not args.full_llm:
         save_lora(chat.model, out / "model")
     else:
         merge_lora(chat.model)

@@ -24,8 +24,9 @@ from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from encoders.audio_io import SAMPLE_RATE, load_audio
+from encoders.video_io import probe_duration
 from mm.errors import InputError
-from mm.media import prepare
+from mm.media import prepare, prepare_media
 from mm.prompt import CAPTION_PROMPTS
 from mm.serve.requests import ChatCall, Limits, parse_captions, parse_chat_completion, parse_visualglm
 from mm.serve.worker import QueueFull, Worker
@@ -203,11 +204,18 @@ def create_app(chat: Any, *, model_name: str = "mm-tiny", api_key: str | None = 
 
         def work() -> list[str]:
             _check_images([b for m, b in items if m == "image"], limits)
-            prepared = []
-            for modality, data in items:
-                source = _audio([data], limits)[0] if modality == "audio" else data
-                prepared.append(prepare(chat.model, modality, source))
-            requests = [(prompt or CAPTION_PROMPTS[p.modality][lang][0], [], [p]) for p in prepared]
+            requests = []
+            for i, (modality, data) in enumerate(items):
+                if modality == "video":
+                    seconds = probe_duration(data)
+                    if seconds > limits.max_video_seconds:
+                        raise InputError(f"items[{i}].video is {seconds:.0f} s; this server takes at most "
+                                         f"{limits.max_video_seconds:.0f} s")
+                    media = prepare_media(chat.model, "video", data)
+                else:
+                    source = _audio([data], limits)[0] if modality == "audio" else data
+                    media = [prepare(chat.model, modality, source)]
+                requests.append((prompt or CAPTION_PROMPTS[modality][lang][0], [], media))
             return chat.answer_batch(requests, **options)
 
         texts = await worker.run(work)

@@ -20,6 +20,7 @@ class Limits:
     max_body_bytes: int = 32 * 2**20  # whole request
     max_image_pixels: int = 4096 * 4096  # per image, after decoding the header
     max_audio_seconds: float = 600.0  # per clip
+    max_video_seconds: float = 600.0  # per video
     max_items: int = 8  # media items per request
     max_new_tokens: int = 1024  # cap on max_tokens
     max_batch: int = 64  # caption items per request
@@ -159,16 +160,16 @@ def parse_visualglm(body: Any, limits: Limits) -> ChatCall:
 
 
 def parse_captions(body: Any, limits: Limits) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
-    """{"items": [{"image": b64} | {"audio": b64}], "prompt"?, "lang"?, "max_tokens"?}."""
+    """{"items": [{"image": b64} | {"audio": b64} | {"video": b64}], "prompt"?, "lang"?, "max_tokens"?}."""
     if not isinstance(body, dict) or not isinstance(body.get("items"), list) or not body["items"]:
-        raise InputError("'items' must be a non-empty list of {\"image\": base64} or {\"audio\": base64}")
+        raise InputError("'items' must be a non-empty list of {\"image\" | \"audio\" | \"video\": base64}")
     if len(body["items"]) > limits.max_batch:
         raise InputError(f"{len(body['items'])} items; this server captions at most {limits.max_batch} per request")
     items = []
     for i, it in enumerate(body["items"]):
-        kinds = [k for k in ("image", "audio") if isinstance(it, dict) and it.get(k)]
+        kinds = [k for k in ("image", "audio", "video") if isinstance(it, dict) and it.get(k)]
         if len(kinds) != 1:
-            raise InputError(f"items[{i}] must have exactly one of 'image' or 'audio'")
+            raise InputError(f"items[{i}] must have exactly one of 'image', 'audio' or 'video'")
         items.append((kinds[0], decode_b64(it[kinds[0]], f"items[{i}].{kinds[0]}")))
     options = {"prompt": body.get("prompt"), "lang": body.get("lang", "en"), **_gen(body, limits, default_max=64)}
     return items, options

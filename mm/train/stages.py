@@ -2,6 +2,7 @@
 
 0. `pretrain_lm` (tiny only): the LLM learns the chat format and to answer from a written description.
    `pretrain_encoder` (tiny only): contrastive pretraining of an encoder, which is then frozen.
+1a. `pretrain_bridge` (BLIP-2's representation learning): each Q-Former against captions, contrastively.
 1. `train_bridge` on captions: Q-Formers + projections; encoders and LLM frozen.
 2. `train_bridge` on dialogues with `lora=True`: bridge + LoRA adapters on the LLM.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from accelerate import Accelerator
 
 from mm.train.batch import BridgeObjective, Collator
+from mm.train.bridge_contrastive import BridgeContrastive, BridgePairCollator, BridgePairDataset
 from mm.train.contrastive import ContrastiveObjective, PairCollator, PairDataset, TextTower
 from mm.train.examples import TRACK, ExampleDataset, media_key
 from mm.train.features import FeatureCache
@@ -54,6 +56,24 @@ def pretrain_encoder(chat: Any, records: list[Record], modality: str, cfg: Train
                     desc=f"stage0-{modality}", count_tokens=lambda b: b.num_tokens, accelerator=acc)
     encoder.freeze()
     summary["skipped"] = data.skipped
+    return summary
+
+
+def pretrain_bridge(chat: Any, records: list[Record], caches: dict[str, FeatureCache], modality: str,
+                    cfg: TrainConfig, out: Path, *, resume: bool = True,
+                    accelerator: Accelerator | None = None) -> dict:
+    """Stage 1a for one modality's Q-Former (for video: the temporal Q-Former over frozen frame bridges)."""
+    model = chat.model
+    model.requires_grad_(False)
+    model.qformers[modality].requires_grad_(True)
+    acc = accelerator or make_accelerator(cfg.mixed_precision)
+    objective = BridgeContrastive(model, modality, TextTower(len(chat.tokenizer)), rank=acc.process_index,
+                                  world_size=acc.num_processes)
+    data = BridgePairDataset(records, caches[modality], modality, cfg.seed)
+    summary = train(objective, data, BridgePairCollator(chat.tokenizer), cfg, out, resume=resume,
+                    desc=f"stage1a-{modality}", count_tokens=lambda b: b.num_tokens, accelerator=acc)
+    model.requires_grad_(False)
+    summary["pairs"] = len(data)
     return summary
 
 

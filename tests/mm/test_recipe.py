@@ -16,7 +16,8 @@ def test_recipe_runs_every_stage_and_resumes_as_a_no_op(tmp_path):
     first = run("train", "--recipe", "mm-tiny-smoke", "--out", str(out))
     assert first.returncode == 0, first.stderr[-2000:]
     report = json.loads((out / "recipe.json").read_text())
-    assert {"synth", "stage0-lm", "stage0-image", "stage0-audio", "features", "stage1-bridge",
+    assert {"synth", "stage0-lm", "stage0-image", "stage0-audio", "features", "stage1a-image", "stage1a-audio",
+            "stage1a-video", "stage1-bridge",
             "stage2-instruct"} <= report["timings_s"].keys()
     final = out / "stage2-instruct" / "model"
     assert (final / "model.safetensors").exists() and not (final / "lora").exists()  # LoRA merged

@@ -26,7 +26,7 @@ def test_synthetic_clips_are_real_h264_aac_files_with_known_answers(clips):
     recs = _records(clips)
     videos = [r for r in recs if "video" in r]
     pairs = [r for r in recs if "videos" in r]
-    assert len(videos) == 4 and len(pairs) == 3
+    assert len(videos) == 4 and len(pairs) == 4
     clip = load_video(clips.parent / videos[0]["video"], frames=8)
     assert clip.info["video_codec"] == "h264" and clip.info["audio_codec"] == "aac" and len(clip.frames) == 8
     meta = videos[0]["meta"]

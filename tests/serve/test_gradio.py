@@ -17,7 +17,7 @@ def client(gradio_url):
 def test_image_question_gets_the_right_answer(client, tiny):
     image = ASSETS / "three_shapes.png"
     # The per-session history is server-side state, so the API takes and returns the visible chat only.
-    chat, box = client.predict("How many shapes are there?", handle_file(str(image)), None, [], 16, 0.0, 1.0,
+    chat, box = client.predict("How many shapes are there?", handle_file(str(image)), None, None, [], 16, 0.0, 1.0,
                                api_name="/chat")
     expected = "There are three shapes."
     assert [m["role"] for m in chat] == ["user", "assistant"]
@@ -30,7 +30,7 @@ def test_image_question_gets_the_right_answer(client, tiny):
 def test_bad_file_is_a_message_in_the_chat(client, tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF....not really a wav")
-    chat, box = client.predict("What do you hear?", None, handle_file(str(bad)), [], 8, 0.0, 1.0, api_name="/chat")
+    chat, box = client.predict("What do you hear?", None, handle_file(str(bad)), None, [], 8, 0.0, 1.0, api_name="/chat")
     assert box == "What do you hear?"  # kept, so the user can fix the file and resend
     assert "⚠️" in chat[-1]["content"][0]["text"] and "not a readable audio file" in chat[-1]["content"][0]["text"]
 
@@ -51,10 +51,10 @@ def test_captions_tab_returns_a_table_and_a_jsonl_file(client, tmp_path):
 def test_two_users_keep_their_own_history(gradio_url, tiny):
     alice, bob = Client(gradio_url, verbose=False), Client(gradio_url, verbose=False)
     image = handle_file(str(ASSETS / "three_shapes.png"))
-    chat_a, _ = alice.predict("Where is the star?", image, None, [], 16, 0.0, 1.0, api_name="/chat")
-    bob.predict("How many shapes are there?", image, None, [], 16, 0.0, 1.0, api_name="/chat")
+    chat_a, _ = alice.predict("Where is the star?", image, None, None, [], 16, 0.0, 1.0, api_name="/chat")
+    bob.predict("How many shapes are there?", image, None, None, [], 16, 0.0, 1.0, api_name="/chat")
     # The visible chat is not what the model reads: the session state holds the history.
-    chat_a, _ = alice.predict("And what colour is it?", image, None, [], 16, 0.0, 1.0, api_name="/chat")
+    chat_a, _ = alice.predict("And what colour is it?", image, None, None, [], 16, 0.0, 1.0, api_name="/chat")
     first = tiny.chat("Where is the star?", image=ASSETS / "three_shapes.png", max_new_tokens=16)
     second, _ = tiny.chat("And what colour is it?", image=ASSETS / "three_shapes.png", history=first[1],
                           max_new_tokens=16)
