@@ -104,7 +104,9 @@ def load_image(source: Any) -> Image.Image:
             image.load()
         except InputError:
             raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        except UnidentifiedImageError:
+            raise InputError(f"{name}: not a readable image (unknown or corrupt format)") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             raise InputError(f"{name}: not a readable image ({e})") from None
     else:
         raise InputError(f"{name}: expected an image path, bytes, PIL image or array")

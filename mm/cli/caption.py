@@ -56,9 +56,9 @@ def main(argv: list[str]) -> int:
     gen = {**generation_kwargs(args), "prompt": args.prompt, "lang": args.lang}
     common = {"resume": args.resume, "batch_size": args.batch_size, "progress": not args.quiet, **gen}
     if shards:
-        from accelerate import PartialState
+        from mm.train.trainer import make_accelerator
 
-        state = PartialState()
+        state = make_accelerator()  # reads accelerate launch's environment (ACCELERATE_USE_CPU for gloo)
         part = out.with_name(f"{out.stem}.rank-{state.process_index}{out.suffix}")
         counts = caption_shards(chat, sorted(shards), part, rank=state.process_index,
                                 world_size=state.num_processes, **common)
