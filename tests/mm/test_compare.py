@@ -25,7 +25,7 @@ def _pair(clips, change):
 
 def test_dtw_follows_the_cheapest_monotone_path():
     cost = np.array([[0, 5, 5], [5, 0, 0], [5, 5, 0.0]])
-    assert dtw(cost) == [(0, 0), (1, 1), (1, 2), (2, 2)] or dtw(cost) == [(0, 0), (1, 1), (2, 2)]
+    assert dtw(cost) == [(0, 0), (1, 1), (2, 2)]  # the diagonal step beats two cheaper single steps
     stretched = np.array([[0, 9], [0, 9], [9, 0]], dtype=float)  # A's first two segments match B's first
     assert dtw(stretched) == [(0, 0), (1, 0), (2, 1)]
 

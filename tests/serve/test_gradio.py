@@ -59,3 +59,21 @@ def test_two_users_keep_their_own_history(gradio_url, tiny):
     second, _ = tiny.chat("And what colour is it?", image=ASSETS / "three_shapes.png", history=first[1],
                           max_new_tokens=16)
     assert chat_a[-1]["content"][0]["text"] == second  # Bob's question never entered Alice's history
+
+
+def test_compare_tab_scores_two_clips_and_offers_the_report(client, clips):
+    recs = [json.loads(x) for x in clips.read_text().splitlines()]
+    same = next(r for r in recs if "videos" in r and r["meta"]["change"] is None)
+    a, b = (handle_file(str(clips.parent / v)) for v in same["videos"])
+    summary, words, heat, line, report = client.predict({"video": a}, {"video": b}, 2.0, True, api_name="/compare")
+    assert "Visual score" in summary and "1 × 1 segments" in summary
+    assert words.startswith("A: ") and "Difference:" in words
+    assert Path(heat).read_bytes()[:4] == b"\x89PNG" and Path(line).read_bytes()[:4] == b"\x89PNG"
+    assert "<h1>Clip comparison</h1>" in Path(report).read_text()
+
+
+def test_compare_tab_without_two_clips_is_a_message(client, clips):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Upload two clips first"):
+        client.predict(None, None, 2.0, False, api_name="/compare")

@@ -104,3 +104,23 @@ def test_api_key_body_size_and_media_limits(tiny):
         long_audio = base64.b64encode(wav_bytes(tone(440, 3.0))).decode()
         r = httpx.post(url + "/v1/captions", json={"items": [{"audio": long_audio}]}, headers=auth)
         assert r.status_code == 400 and "at most 2 s" in r.json()["error"]["message"]
+
+
+def test_video_captions_and_the_video_length_limit(video_model, clips):
+    import json as _json
+
+    rec = next(_json.loads(x) for x in clips.read_text().splitlines() if '"video"' in x)
+    clip = base64.b64encode((clips.parent / rec["video"]).read_bytes()).decode()
+    limits = Limits(max_video_seconds=1.0)
+    with running(create_app(video_model, limits=limits)) as url:
+        r = httpx.post(url + "/v1/captions", json={"items": [{"video": clip}], "max_tokens": 4}, timeout=60)
+        assert r.status_code == 400 and "at most 1 s" in r.json()["error"]["message"]
+    with running(create_app(video_model)) as url:
+        r = httpx.post(url + "/v1/captions", json={"items": [{"image": b64_png()}, {"video": clip}], "max_tokens": 4},
+                       timeout=60)
+        assert r.status_code == 200
+        data = r.json()["data"]
+        assert [d["modality"] for d in data] == ["image", "video"]
+        assert data[1]["caption"] == video_model.caption([clips.parent / rec["video"]], max_new_tokens=4)[0]
+        bad = httpx.post(url + "/v1/captions", json={"items": [{"video": base64.b64encode(b"junk").decode()}]})
+        assert bad.status_code == 400 and "not a readable video" in bad.json()["error"]["message"]
