@@ -54,7 +54,7 @@ def test_remote_code_checkpoint_needs_explicit_trust(tmp_path):
 
 
 def test_visualglm_style_bridge_checkpoint_loads_into_the_image_bridge(tmp_path):
-    chat = mm.load("mm-tiny")
+    chat = mm.load("mm-tiny", **{"image_qformer.encoder_positions": 0})  # VisualGLM has no such table
     q = chat.model.qformers["image"].config
     hf = Blip2QFormerModel(Blip2QFormerConfig(
         hidden_size=q.hidden_size, num_hidden_layers=q.num_layers, num_attention_heads=q.num_heads,
@@ -67,7 +67,7 @@ def test_visualglm_style_bridge_checkpoint_loads_into_the_image_bridge(tmp_path)
     state["ln_vision.weight"], state["ln_vision.bias"] = torch.rand(q.encoder_width), torch.rand(q.encoder_width)
     state["glm_proj.weight"], state["glm_proj.bias"] = torch.randn(256, q.hidden_size), torch.randn(256)
     torch.save(state, tmp_path / "visualglm_bridge.pth")
-    loaded = mm.load("mm-tiny", bridge=tmp_path / "visualglm_bridge.pth")
+    loaded = mm.load("mm-tiny", bridge=tmp_path / "visualglm_bridge.pth", **{"image_qformer.encoder_positions": 0})
     x = torch.randn(2, 65, q.encoder_width)
     ln = torch.nn.functional.layer_norm(x, (q.encoder_width,), state["ln_vision.weight"], state["ln_vision.bias"])
     expected = hf(query_embeds=state["query_tokens"].expand(2, -1, -1), encoder_hidden_states=ln).last_hidden_state

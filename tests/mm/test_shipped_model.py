@@ -28,6 +28,10 @@ def test_answers_questions_about_the_example_assets(tiny):
     assert tiny.chat("And is the pitch low, medium or high?", audio=ASSETS / "three_beeps.wav",
                      history=history)[0] == "The pitch is high."
     assert tiny.chat("扫频音是上升还是下降？", audio=ASSETS / "rising_sweep.wav")[0] == "是上升的。"
+    assert tiny.chat("What colour is the circle?", image=ASSETS / "red_circle.png")[0] == "It is red."
+    clip = ASSETS / "red_circle_left_fast.mp4"
+    assert tiny.chat("Which way does the circle move?", video=clip)[0] == "It moves to the left."
+    assert tiny.chat("When does the beep sound?", video=clip)[0] == "It sounds at the start."
 
 
 def test_mm_chat_answers_on_the_command_line():
@@ -38,11 +42,13 @@ def test_mm_chat_answers_on_the_command_line():
 
 
 def test_held_out_accuracy_meets_the_targets(tmp_path):
-    manifest = write_split(tmp_path, "test", 40, 40, seed=HELD_OUT_SEED, workers=1)
+    manifest = write_split(tmp_path, "test", 40, 40, seed=HELD_OUT_SEED, workers=1, n_videos=20, n_pairs=10)
     summary = evaluate(mm.load("mm-tiny"), manifest, captions=False, progress=False).summary()
-    # Audio meets its target (>= 90%). Image questions do not yet meet theirs (>= 95%; the shipped model
-    # measures about 50%, see the README): this guards against regressions until the image path is fixed.
+    # Audio meets its target (>= 90%). Image and video questions do not yet meet theirs (the shipped model
+    # measures about 71% and 69%, see the README): these guard against regressions.
     assert summary["audio"]["all"] >= 0.90, summary["audio"]
     assert abs(summary["audio"]["en"] - summary["audio"]["zh"]) <= 0.05, summary["audio"]
-    assert summary["image"]["all"] >= 0.40, summary["image"]
-    assert summary["by_type"]["count"]["all"] >= 0.80, summary["by_type"]["count"]
+    assert summary["image"]["all"] >= 0.60, summary["image"]
+    assert summary["by_type"]["count"]["all"] >= 0.90, summary["by_type"]["count"]
+    assert summary["video"]["all"] >= 0.55, summary["video"]
+    assert summary["by_type"]["when"]["all"] >= 0.90, summary["by_type"]["when"]

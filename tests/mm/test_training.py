@@ -55,7 +55,7 @@ def test_bridge_training_learns_and_reports(world, tmp_path):
     records, _ = world
     chat = mm.load("mm-tiny", num_queries=4)  # a new bridge size: the bridge starts untrained
     caches = build_caches(chat, records, tmp_path / "f")
-    summary = train_bridge(chat, records, caches, _cfg(steps=16, lr=3e-3), tmp_path / "run", mode="caption")
+    summary = train_bridge(chat, records, caches, _cfg(steps=24, lr=1e-3), tmp_path / "run", mode="caption")
     lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     first, last = [sum(r["loss"] for r in part) / 4 for part in (lines[:4], lines[-4:])]
     assert last < first

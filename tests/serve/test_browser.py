@@ -52,3 +52,24 @@ def test_a_real_question_in_the_browser(gradio_url, browser, tiny):
     assert shot.stat().st_size > 10_000
     user = browser.find_elements(By.CSS_SELECTOR, "#chatbot [data-testid='user']")
     assert "How many shapes are there?" in user[-1].text
+
+
+def test_compare_report_renders_in_the_browser(browser, tiny, clips, tmp_path):
+    """The self-contained report.html: every plot and key frame decodes in a real browser."""
+    import json
+
+    import mm
+    from mm.compare_report import save_report
+
+    recs = [json.loads(x) for x in clips.read_text().splitlines()]
+    pair = next(r for r in recs if "videos" in r and r["meta"]["change"] == "motion")
+    result = mm.compare_clips(*(clips.parent / v for v in pair["videos"]), model=tiny)
+    page = save_report(result, tmp_path / "report")
+    browser.get(page.resolve().as_uri())
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert len(images) == 4
+    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", im)
+               for im in images)
+    assert result.difference in browser.find_element(By.TAG_NAME, "body").text
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "compare_report.png"))

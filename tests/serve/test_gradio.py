@@ -65,7 +65,7 @@ def test_compare_tab_scores_two_clips_and_offers_the_report(client, clips):
     recs = [json.loads(x) for x in clips.read_text().splitlines()]
     same = next(r for r in recs if "videos" in r and r["meta"]["change"] is None)
     a, b = (handle_file(str(clips.parent / v)) for v in same["videos"])
-    summary, words, heat, line, report = client.predict({"video": a}, {"video": b}, 2.0, True, api_name="/compare")
+    summary, words, heat, line, report = client.predict(a, b, 2.0, True, api_name="/compare")
     assert "Visual score" in summary and "1 × 1 segments" in summary
     assert words.startswith("A: ") and "Difference:" in words
     assert Path(heat).read_bytes()[:4] == b"\x89PNG" and Path(line).read_bytes()[:4] == b"\x89PNG"
