@@ -19,19 +19,11 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from mm.errors import InputError
+from mm.errors import InputError, describe_source
 
 SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms Hann window at 16 kHz (Whisper)
 HOP_LENGTH = 160  # 10 ms hop: 100 mel frames per second
-
-
-def _describe(source: Any) -> str:
-    if isinstance(source, (str, Path)):
-        return str(source)
-    if isinstance(source, (bytes, bytearray)):
-        return f"<{len(source)} bytes>"
-    return f"<{type(source).__name__}>"
 
 
 def _to_mono_float(data: Any, name: str) -> torch.Tensor:
@@ -104,7 +96,7 @@ def _split_pair(source: tuple | list, name: str) -> tuple[Any, int]:
 
 def load_audio(source: Any, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Path, bytes, `(waveform, sr)` / `(sr, waveform)` or an array at `sample_rate` -> mono float32 (S,)."""
-    name = _describe(source)
+    name = describe_source(source)
     if isinstance(source, (tuple, list)) and len(source) == 2:
         data, sr = _split_pair(source, name)
         if sr <= 0:

@@ -16,18 +16,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mm.errors import InputError
+from mm.errors import InputError, describe_source
 
 # Decompression-bomb guard: PIL warns above ~89 Mpx; we refuse above this many pixels.
 MAX_PIXELS = 16384 * 16384
-
-
-def _describe(source: Any) -> str:
-    if isinstance(source, (str, Path)):
-        return str(source)
-    if isinstance(source, (bytes, bytearray)):
-        return f"<{len(source)} bytes>"
-    return f"<{type(source).__name__}>"
 
 
 def _from_array(arr: np.ndarray, name: str) -> Image.Image:
@@ -78,7 +70,7 @@ def load_image(source: Any) -> Image.Image:
 
     Raises `InputError` naming the file and what is wrong.
     """
-    name = _describe(source)
+    name = describe_source(source)
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, np.ndarray):

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from encoders.audio_io import SAMPLE_RATE
-from mm.errors import InputError
+from mm.errors import InputError, describe_source
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}
 
@@ -36,14 +36,6 @@ class VideoClip:
     duration: float  # seconds
     sample_rate: int = SAMPLE_RATE
     info: dict[str, Any] = field(default_factory=dict)  # codec names, frame size, average rate
-
-
-def _describe(source: Any) -> str:
-    if isinstance(source, (str, Path)):
-        return str(source)
-    if isinstance(source, (bytes, bytearray)):
-        return f"<{len(source)} bytes>"
-    return f"<{type(source).__name__}>"
 
 
 def _open(source: Any, name: str):
@@ -76,14 +68,14 @@ def _open(source: Any, name: str):
 
 def has_video(source: Any) -> bool:
     """Whether the file has a video track (False for audio-only containers)."""
-    name = _describe(source)
+    name = describe_source(source)
     with _open(source, name) as c:
         return bool(c.streams.video)
 
 
 def probe_duration(source: Any) -> float:
     """Clip length in seconds, from the container header or, failing that, the last packet's timestamp."""
-    name = _describe(source)
+    name = describe_source(source)
     with _open(source, name) as c:
         return _duration(c, name)
 
@@ -126,7 +118,7 @@ def _frame_time(frame: Any) -> float | None:
 
 def iter_frames(source: Any, *, width: int | None = None, height: int | None = None) -> Iterator[tuple[float, Any]]:
     """(seconds, av.VideoFrame) for every decoded frame; frames are resized by FFmpeg when asked."""
-    name = _describe(source)
+    name = describe_source(source)
     with _open(source, name) as c:
         if not c.streams.video:
             raise InputError(f"{name}: the file has no video track")
@@ -134,7 +126,7 @@ def iter_frames(source: Any, *, width: int | None = None, height: int | None = N
         stream.thread_type = "AUTO"
         last = -1.0
         try:
-            for i, frame in enumerate(c.decode(stream)):
+            for frame in c.decode(stream):
                 t = _frame_time(frame)
                 t = last + 1.0 / float(stream.average_rate or 25) if t is None else t
                 last = t
@@ -156,7 +148,7 @@ def load_video(source: Any, *, frames: int | None = 8, fps: float | None = None,
     """
     import av
 
-    name = _describe(source)
+    name = describe_source(source)
     with _open(source, name) as c:
         if not c.streams.video:
             raise InputError(f"{name}: the file has no video track" + (" (it is audio only)" if c.streams.audio else ""))
@@ -210,8 +202,9 @@ def write_video(path: str | Path, frames: list[np.ndarray] | list[Image.Image], 
                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE, codec: str = "libx264",
                 audio_codec: str = "aac", pix_fmt: str = "yuv420p") -> Path:
     """Encode RGB frames (and a mono float waveform) into a container chosen by the file extension."""
-    import av
     from fractions import Fraction
+
+    import av
 
     path = Path(path)
     with av.open(str(path), "w") as c:

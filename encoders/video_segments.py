@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from encoders.audio_io import SAMPLE_RATE
-from encoders.video_io import _describe, _duration, _frame_time, _open, iter_frames
-from mm.errors import InputError
+from encoders.video_io import _duration, _frame_time, _open, iter_frames
+from mm.errors import InputError, describe_source
 
 
 @dataclass
@@ -61,7 +61,7 @@ def scene_cuts(source: Any, threshold: float = 0.25, min_seconds: float = 0.5) -
 
 
 def probe_end(source: Any) -> float:
-    name = _describe(source)
+    name = describe_source(source)
     with _open(source, name) as c:
         return _duration(c, name)
 
@@ -73,7 +73,7 @@ def iter_segments(source: Any, *, seconds: float = 2.0, frames: int = 8, cuts: b
     import av
 
     bounds = scene_cuts(source, cut_threshold) if cuts else fixed_windows(probe_end(source), seconds)
-    name = _describe(source)
+    name = describe_source(source)
     with _open(source, name) as c:
         if not c.streams.video:
             raise InputError(f"{name}: the file has no video track")

@@ -179,19 +179,20 @@ def caption_shards(chat: Any, shards: Sequence[Path], out: str | Path, *, rank: 
     counts = {"total": 0, "skipped": 0, "captioned": 0, "failed": 0}
     with out.open("a" if resume else "w", encoding="utf-8") as f, \
             tqdm(desc=f"captioning (rank {rank})", unit="item", disable=not progress) as bar:
+        pending: list[tuple[str, Any]] = []
+
+        def flush() -> None:
+            results = caption_items(chat, [x for _, x in pending], names=[n for n, _ in pending],
+                                    batch_size=batch_size, on_error="skip", **kwargs)
+            for r in results:
+                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+                counts["failed" if r.error else "captioned"] += 1
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(pending))
+            pending.clear()
+
         for shard in mine:
-            pending: list[tuple[str, Any]] = []
-
-            def flush() -> None:
-                results = caption_items(chat, [x for _, x in pending], names=[n for n, _ in pending],
-                                        batch_size=batch_size, on_error="skip", **kwargs)
-                for r in results:
-                    f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-                    counts["failed" if r.error else "captioned"] += 1
-                f.flush()
-                bar.update(len(pending))
-                pending.clear()
-
             for rec in read_webdataset([shard]):
                 counts["total"] += 1
                 name = f"{shard}::{rec.id}"

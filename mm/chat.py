@@ -21,7 +21,7 @@ from mm.errors import InputError
 from mm.generation import GenerationConfig, generate
 from mm.media import EmbeddingCache, Prepared, as_list, batch_inputs, prepare, prepare_media
 from mm.model import MODALITIES, MMModel
-from mm.prompt import CAPTION_PROMPTS, build_prompt, expand_placeholders, get_template, stop_token_ids
+from mm.prompt import build_prompt, expand_placeholders, get_template, stop_token_ids
 from mm.tokenizer import add_media_tokens
 
 logger = logging.getLogger(__name__)

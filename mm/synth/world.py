@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from mm.synth.clip_text import caption_clip, clip_questions, compare_answer
 from mm.synth.scene import render, sample_scene
 from mm.synth.sound import SAMPLE_RATE, sample_sound, synthesize
-from mm.synth.clip_text import caption_clip, clip_questions, compare_answer
 from mm.synth.text import caption_scene, caption_sound, scene_followups, scene_questions, sound_questions
 from mm.synth.video import FPS, render_frames, sample_clip, soundtrack, variant
 
