@@ -227,23 +227,40 @@ _BLIP2_RENAMES = [
     (r"^(?:Qformer\.bert\.|qformer\.)?encoder\.layer\.(\d+)\.output_query\.dense\.", r"layers.\1.ffn.fc2."),
     (r"^(?:Qformer\.bert\.|qformer\.)?encoder\.layer\.(\d+)\.output_query\.LayerNorm\.", r"layers.\1.ffn.norm."),
     (r"^query_tokens$", "query_tokens"),
+    # BLIP-2's ln_vision on the encoder tokens: LAVIS keeps it beside the Q-Former, transformers in the vision
+    # model as `post_layernorm`; here it is the Q-Former's input_norm.
     (r"^ln_vision\.", "input_norm."),
+    (r"^vision_model\.post_layernorm\.", "input_norm."),
 ]
 
 
-def qformer_state_from_blip2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a BLIP-2 Q-Former state dict (transformers or LAVIS/VisualGLM names) to ours.
+# Every tensor name of our QFormer that a BLIP-2 checkpoint can fill.
+_QFORMER_NAME = re.compile(
+    r"^(?:query_tokens|(?:input_norm|query_norm)\.(?:weight|bias)"
+    r"|layers\.\d+\.(?:(?:self_attn|cross_attn)\.(?:query|key|value|out|norm)|ffn\.(?:fc1|fc2|norm))\.(?:weight|bias))$"
+)
 
-    Parameters of the text branch (word embeddings, text feed-forward, heads) have no counterpart
-    here and are left out.
+
+def blip2_qformer_name(key: str) -> str | None:
+    """Our QFormer name for one BLIP-2 tensor name (transformers or LAVIS), None if it has none here."""
+    for pattern, repl in _BLIP2_RENAMES:
+        new, n = re.subn(pattern, repl, key)
+        if n:
+            return new if _QFORMER_NAME.match(new) else None
+    return None
+
+
+def qformer_state_from_blip2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a BLIP-2 Q-Former state dict (transformers or LAVIS names) to ours.
+
+    Tensors with no counterpart here (the text branch, heads, other components) are left out; use
+    `bridge.layouts.bridge_state_from_checkpoint` to have each of them accounted for.
     """
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        for pattern, repl in _BLIP2_RENAMES:
-            new, n = re.subn(pattern, repl, key)
-            if n:
-                out[new] = value
-                break
+        new = blip2_qformer_name(key)
+        if new is not None:
+            out[new] = value
     return out
 
 

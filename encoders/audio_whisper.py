@@ -10,8 +10,10 @@ the padded tail of the last window is masked out.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +23,10 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from encoders.audio_io import HOP_LENGTH, SAMPLE_RATE, log_mel
 from encoders.base import FrozenEncoder
 from encoders.registry import register_encoder
-from encoders.weights import strip_prefix
+from encoders.weights import load_into, read_checkpoint, strip_prefix
+from encoders.whisper_layouts import check_openai_dims, is_openai_layout, sinusoids, whisper_state_from_openai
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,12 +87,41 @@ class WhisperAudioEncoder(FrozenEncoder):
             start += w
         return out, mask
 
+    def load_weights(self, path: str | Path, strict: bool = True) -> None:
+        """Load a local checkpoint strictly (see `FrozenEncoder.load_weights`). An OpenAI `.pt`
+        (`{"dims", "model_state_dict"}`) must have this encoder's dimensions, else `InputError`."""
+        path = Path(path)
+        if path.is_file() and path.suffix != ".safetensors":
+            obj = read_checkpoint(path)
+            if isinstance(obj, dict) and "dims" in obj and isinstance(obj.get("model_state_dict"), dict):
+                check_openai_dims(obj["dims"], self.config, str(path))
+                tensors = {k: v for k, v in obj["model_state_dict"].items() if isinstance(v, torch.Tensor)}
+                load_into(self, self.convert_state_dict(tensors), component="audio encoder", source=path,
+                          strict=strict)
+                self.freeze()
+                return
+        super().load_weights(path, strict)
+
     def convert_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Accepts a full Whisper checkpoint (`model.encoder.*`), an encoder-only one, or ours."""
+        """Accepts OpenAI names (`encoder.blocks.*`; see `encoders.whisper_layouts`), a full transformers
+        checkpoint (`model.encoder.*` or `encoder.*`), an encoder-only one, or ours. The decoder and other
+        components are left out (logged); every other tensor goes to strict loading."""
         state = strip_prefix(state, ("module.",))
+        if is_openai_layout(state):
+            encoder = whisper_state_from_openai(state)
+            if len(encoder) < len(state):
+                logger.info("audio encoder: %d OpenAI decoder tensors left out", len(state) - len(encoder))
+            if "embed_positions.weight" not in encoder:  # a buffer of fixed sinusoids; recompute it
+                logger.info("audio encoder: no encoder.positional_embedding stored; using Whisper's sinusoids")
+                encoder["embed_positions.weight"] = sinusoids(self.config.max_source_positions, self.config.d_model)
+            return {"model." + k: v for k, v in encoder.items()}
         for prefix in ("model.encoder.", "encoder."):
             if any(k.startswith(prefix) for k in state):
-                return {"model." + k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+                encoder = {"model." + k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+                if len(encoder) < len(state):
+                    logger.info("audio encoder: %d tensors outside `%s` (decoder, heads) left out",
+                                len(state) - len(encoder), prefix)
+                return encoder
         if any(k.startswith("model.") for k in state):
             return state
         return {"model." + k: v for k, v in state.items()}

@@ -5,15 +5,12 @@ Shape letters: B batch, N tokens, D encoder width.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from encoders.weights import read_state_dict
-
-logger = logging.getLogger(__name__)
+from encoders.weights import load_into, read_state_dict
 
 
 class FrozenEncoder(nn.Module):
@@ -39,14 +36,8 @@ class FrozenEncoder(nn.Module):
         return state
 
     def load_weights(self, path: str | Path, strict: bool = True) -> None:
-        """Load a local checkpoint (safetensors, or a torch file read with weights_only=True)."""
+        """Load a local checkpoint (see `encoders.weights.read_state_dict` for the formats) with strict
+        accounting: a file that does not fill this encoder exactly raises `InputError`."""
         state = self.convert_state_dict(read_state_dict(path))
-        result = self.load_state_dict(state, strict=False, assign=True)
-        missing = [k for k in result.missing_keys]
-        if strict and missing:
-            raise ValueError(
-                f"{path}: checkpoint is missing {len(missing)} encoder parameters, e.g. {missing[:3]}"
-            )
-        if result.unexpected_keys:
-            logger.info("%s: ignored %d unused checkpoint entries", path, len(result.unexpected_keys))
+        load_into(self, state, component=f"{self.modality} encoder", source=path, strict=strict)
         self.freeze()

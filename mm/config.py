@@ -17,6 +17,10 @@ from bridge.qformer import QFormerConfig
 from mm.errors import InputError
 
 
+# LLMs wider than this are full scale: built on the meta device for summaries, loaded from the user's disk.
+FULL_SCALE_WIDTH = 1024
+
+
 @dataclass
 class EncoderConfig:
     name: str = "tiny-vit"  # encoder registry name (`encoders.list_encoders()`)
@@ -97,6 +101,11 @@ class MMConfig:
         """Media the model reads: "image", "audio" and "video" (a video's sound goes through "audio")."""
         out = [m for m in ("image", "audio") if getattr(self, f"{m}_encoder") is not None]
         return out + (["video"] if self.video is not None else [])
+
+    @property
+    def full_scale(self) -> bool:
+        """A model whose weights come from the user's disk (no LLM this wide is built from scratch here)."""
+        return self.llm.hidden_size > FULL_SCALE_WIDTH
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -66,6 +66,20 @@ def next_token(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def prefill_position_ids(llm: torch.nn.Module, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded prompt: (B, T), or what the LLM asks for (ChatGLM-6B's 2-D (B, 2, T))."""
+    own = getattr(llm, "prefill_position_ids", None)
+    if own is not None:
+        return own(attention_mask)
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def next_position_ids(llm: torch.nn.Module, last: torch.Tensor) -> torch.Tensor:
+    """Positions of the next generated token from the last ones ((B, 1), or (B, 2, 1) for 2-D positions)."""
+    own = getattr(llm, "next_position_ids", None)
+    return own(last) if own is not None else last + 1
+
+
 @torch.no_grad()
 def generate(
     llm: PreTrainedModel,
@@ -86,14 +100,14 @@ def generate(
     b = inputs_embeds.shape[0]
     device = inputs_embeds.device
     attention_mask = attention_mask.to(device)
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding aware
+    position_ids = prefill_position_ids(llm, attention_mask)
     cache = DynamicCache()
     out = llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
               past_key_values=cache, use_cache=True)
     finished = torch.zeros(b, dtype=torch.bool, device=device)
     stop = torch.tensor(sorted(stop_ids), device=device, dtype=torch.long)
     generated = torch.empty(b, 0, dtype=torch.long, device=device)
-    next_pos = position_ids[:, -1:] + 1  # (B, 1)
+    next_pos = next_position_ids(llm, position_ids[..., -1:])
     for _ in range(cfg.max_new_tokens):
         logits = out.logits[:, -1, :]  # (B, V)
         if vocab_limit is not None and vocab_limit < logits.shape[-1]:
@@ -110,4 +124,4 @@ def generate(
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(b, 1)], dim=1)
         out = llm(input_ids=tok[:, None], attention_mask=attention_mask, position_ids=next_pos,
                   past_key_values=out.past_key_values, use_cache=True)
-        next_pos = next_pos + 1
+        next_pos = next_position_ids(llm, next_pos)

@@ -94,6 +94,7 @@ def llm_config_from_hf(hf: Any, template: str) -> LLMConfig:
 
 def load_llm(
     path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None,
+    quant: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A causal LM and its tokenizer from a local checkpoint directory (never from a hub)."""
     path = Path(path)
@@ -101,6 +102,13 @@ def load_llm(
     if not config_file.is_file():
         raise InputError(f"{path}: not a model directory (no config.json)")
     info = json.loads(config_file.read_text())
+    if "auto_map" in info and info.get("model_type") == "chatglm" and (
+        "multi_query_group_num" in info or "padded_vocab_size" in info
+    ):  # its remote code no longer runs on current transformers, trusted or not
+        raise InputError(
+            f"{path}: this is a ChatGLM2/3 remote-code checkpoint; convert it once with "
+            "`mm convert chatglm3 SRC DST` (`mm convert chatglm2 ...` for ChatGLM2) and pass llm=DST"
+        )
     if "auto_map" in info and not trust_remote_code:
         raise InputError(
             f"{path}: this checkpoint ({info.get('model_type')}) ships its own modeling code; pass "
@@ -109,6 +117,10 @@ def load_llm(
         )
     kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": True}
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    if quant is not None:  # int8 / int4 with bitsandbytes while loading (its CPU backend included)
+        from mm.quant import bnb_config
+
+        kwargs["quantization_config"] = bnb_config(quant, dtype or torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
     logger.info("loaded LLM %s (%s) from %s", type(model).__name__, info.get("model_type"), path)
     return model, tokenizer

@@ -19,14 +19,15 @@ import logging
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from bridge.projector import Projector, ProjectorConfig
 from bridge.qformer import QFormer
 from bridge.temporal import TemporalQFormer
 from encoders.audio_whisper import AudioBatch
+from encoders.base import FrozenEncoder
 from encoders.registry import create_encoder
 from mm.config import MMConfig
+from mm.generation import prefill_position_ids
 from mm.llm import build_llm
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ class VideoBatch:
 
 
 class MMModel(nn.Module):
-    def __init__(self, config: MMConfig, llm: PreTrainedModel | None = None) -> None:
+    def __init__(self, config: MMConfig, llm: nn.Module | None = None,
+                 encoders: dict[str, FrozenEncoder] | None = None) -> None:
+        """`llm` and `encoders` (by modality) may come prebuilt, e.g. loaded from their checkpoints."""
         super().__init__()
         self.config = config
         self.llm = llm if llm is not None else build_llm(config.llm)
@@ -52,11 +55,12 @@ class MMModel(nn.Module):
         self.encoders = nn.ModuleDict()
         self.qformers = nn.ModuleDict()
         self.projectors = nn.ModuleDict()
+        given = encoders or {}
         for m in config.modalities:
             if m == "video":
                 continue
             enc_cfg = getattr(config, f"{m}_encoder")
-            encoder = create_encoder(enc_cfg.name, **enc_cfg.options)
+            encoder = given.get(m) or create_encoder(enc_cfg.name, **enc_cfg.options)
             if encoder.modality != m:
                 raise ValueError(f"{m}_encoder {enc_cfg.name!r} is a {encoder.modality} encoder")
             q_cfg = dataclasses.replace(getattr(config, f"{m}_qformer"), encoder_width=encoder.width)
@@ -169,7 +173,7 @@ class MMModel(nn.Module):
         """LM forward on spliced embeddings; with `labels` (IGNORE_INDEX outside answers) returns the loss."""
         embeds = self.splice(input_ids, media)
         if position_ids is None and attention_mask is not None:
-            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            position_ids = prefill_position_ids(self.llm, attention_mask)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                         labels=labels)
 

@@ -32,7 +32,13 @@ CAPTION_PROMPTS = {
 
 @dataclass(frozen=True)
 class ChatTemplate:
-    """A conversation format: `prefix`, then per turn `user` + query + `assistant` + answer + `end`."""
+    """A conversation format: `prefix`, then per turn `user` + query + `assistant` + answer + `end`.
+
+    With a `generation_suffix` it is GLM's blank-infilling format (ChatGLM-6B, VisualGLM-6B): everything up
+    to the last query's `assistant` is one context, tokenized as one run of text the way the published code
+    does (so `user`, `assistant` and `end` must be plain text), then the suffix ("[gMASK]<sop>") and the
+    last answer, the only one learned, closed by `final_end`.
+    """
 
     name: str
     prefix: str  # once at the start (e.g. ChatGLM3's "[gMASK]sop")
@@ -40,6 +46,10 @@ class ChatTemplate:
     assistant: str  # between query and answer
     end: str  # after each answer (its tokens are learned, so the model knows when to stop)
     stop: tuple[str, ...]  # tokens that end generation
+    media_open: str = ""  # before the media placeholders (VisualGLM's "<img>")
+    media_close: str = ""  # after them ("</img>")
+    generation_suffix: str = ""  # blank infilling: after the last query's `assistant`, before its answer
+    final_end: str = ""  # blank infilling: after the answer that follows `generation_suffix` (learned)
 
 
 TEMPLATES = {
@@ -51,6 +61,10 @@ TEMPLATES = {
                      ("<|user|>", "<|observation|>", "<|endoftext|>")),
         # ChatGLM-6B (VisualGLM-6B's LLM): "[Round i]\n问：...\n答：..." rounds.
         ChatTemplate("chatglm", "", "[Round {i}]\n问：", "\n答：", "\n", ("</s>", "<eop>")),
+        # VisualGLM-6B (its model/chat.py and finetune_visualglm.py): "<img>" slots "</img>", then rounds
+        # "问：q\n答：a\n", the last "问：q\n答：", then [gMASK] <sop>; the answer ends with <eop>.
+        ChatTemplate("visualglm", "", "问：", "\n答：", "\n", ("<eop>", "</s>"), media_open="<img>",
+                     media_close="</img>", generation_suffix="[gMASK]<sop>", final_end="<eop>"),
         # Whatever the tokenizer's own `chat_template` says (Qwen, Llama, GLM-4-hf, ...).
         ChatTemplate("auto", "", "", "", "", ()),
     )
@@ -88,8 +102,9 @@ def build_prompt(
 
     `turns` is [(query, answer), ...]; the last answer may be None (a prompt for generation, which then
     ends with the assistant marker). `media_ids` are placeholder token ids, one per media item, placed at
-    the start of the first query (VisualGLM puts its image first too). Labels are `IGNORE_INDEX`
-    everywhere except answer tokens and their end marker.
+    the start of the first query (VisualGLM puts its image first too), between the template's
+    `media_open` and `media_close`. Labels are `IGNORE_INDEX` everywhere except answer tokens and their
+    end marker; blank-infilling templates (`generation_suffix`) learn the last answer only.
     """
     if not turns:
         raise ValueError("a conversation needs at least one turn")
@@ -97,18 +112,46 @@ def build_prompt(
         raise ValueError("only the last turn may have no answer")
     if template.name == "auto":
         return _build_with_tokenizer_template(tokenizer, turns, media_ids)
+    if template.generation_suffix:
+        return _build_blank_infilling(tokenizer, template, turns, media_ids)
     ids: list[int] = _template_ids(tokenizer, template.prefix)
     labels: list[int] = [IGNORE_INDEX] * len(ids)
     for i, (query, answer) in enumerate(turns):
         head = _template_ids(tokenizer, template.user.replace("{i}", str(i)))
-        if i == 0:
-            head += list(media_ids)
+        if i == 0 and media_ids:
+            head += (_template_ids(tokenizer, template.media_open) + list(media_ids)
+                     + _template_ids(tokenizer, template.media_close))
         head += _text_ids(tokenizer, query) + _template_ids(tokenizer, template.assistant)
         ids += head
         labels += [IGNORE_INDEX] * len(head)
         if answer is None:
             break
         tail = _text_ids(tokenizer, answer) + _template_ids(tokenizer, template.end)
+        ids += tail
+        labels += tail
+    return ids, labels
+
+
+def _build_blank_infilling(
+    tokenizer: PreTrainedTokenizerBase, template: ChatTemplate, turns: Sequence[tuple[str, str | None]],
+    media_ids: Sequence[int],
+) -> tuple[list[int], list[int]]:
+    """GLM's layout, as VisualGLM-6B builds it: `encode(media_open)`, the placeholders, then one text run
+    `media_close + user q1 assistant a1 end ... user q assistant` (special tokens split: user text stays
+    text), then `generation_suffix` and the last answer + `final_end`, which alone are learned."""
+    ids = _template_ids(tokenizer, template.prefix)
+    run = ""
+    if media_ids:
+        ids += _template_ids(tokenizer, template.media_open) + list(media_ids)
+        run = template.media_close
+    *history, (query, answer) = turns
+    for i, (q, a) in enumerate(history):
+        run += template.user.replace("{i}", str(i)) + q + template.assistant + (a or "") + template.end
+    run += template.user.replace("{i}", str(len(history))) + query + template.assistant
+    ids += _text_ids(tokenizer, run) + _template_ids(tokenizer, template.generation_suffix)
+    labels = [IGNORE_INDEX] * len(ids)
+    if answer is not None:
+        tail = _text_ids(tokenizer, answer) + _template_ids(tokenizer, template.final_end)
         ids += tail
         labels += tail
     return ids, labels

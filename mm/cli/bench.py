@@ -1,4 +1,5 @@
-"""Benchmarks: `caption` (batched vs one-by-one captioning) and `compare` (clip comparison vs length).
+"""Benchmarks: `caption` (batched vs one-by-one captioning), `compare` (clip comparison vs length) and
+`qformer` (our Q-Former vs transformers' BLIP-2 Q-Former, and the machine's GEMM rate).
 
 Figures are measured side by side in one run and reported as ratios; BENCHMARKS.md records them.
 
@@ -6,6 +7,7 @@ Examples:
   mm bench caption --json
   mm bench compare --json
   mm bench compare --lengths 10 20 40 --no-describe
+  mm bench qformer --json --batch 8 --repeats 7
 """
 
 from __future__ import annotations
@@ -16,18 +18,29 @@ from mm.cli.common import add_model_args, load_model, parser
 
 
 def main(argv: list[str]) -> int:
-    from mm.bench import bench_caption, bench_compare, machine
+    from mm.bench import bench_caption, bench_compare, bench_qformer, machine
 
     p = parser("bench", __doc__)
-    p.add_argument("name", choices=["caption", "compare"])
+    p.add_argument("name", choices=["caption", "compare", "qformer"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--items", type=int, default=64, help="caption: images to caption")
     p.add_argument("--batch-size", type=int, default=16, help="caption: batch size")
     p.add_argument("--lengths", type=float, nargs="+", default=[10, 20, 40], help="compare: clip lengths (s)")
     p.add_argument("--pair-seconds", type=float, default=60, help="compare: length of the timed pair")
     p.add_argument("--no-describe", action="store_true", help="compare: skip the model's descriptions")
+    p.add_argument("--batch", type=int, default=8, help="qformer: items per forward")
+    p.add_argument("--tokens", type=int, default=257, help="qformer: encoder tokens per item (EVA ViT-g: 257)")
+    p.add_argument("--repeats", type=int, default=7, help="qformer: timed runs of each (median reported)")
+    p.add_argument("--tiny", action="store_true", help="qformer: a toy-size Q-Former (for tests)")
     add_model_args(p)
     args = p.parse_args(argv)
+    if args.name == "qformer":  # needs no model: it builds both Q-Formers itself
+        if min(args.batch, args.tokens, args.repeats) < 1:
+            p.error("--batch, --tokens and --repeats must be >= 1")
+        result = bench_qformer(args.batch, args.tokens, args.repeats, tiny=args.tiny)
+        result = {"bench": args.name, "machine": machine(), **result}
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return 0
     chat = load_model(args)
     if args.name == "caption":
         if args.items < 1 or args.batch_size < 1:

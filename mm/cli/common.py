@@ -24,6 +24,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--audio-encoder", default=None, help="local audio encoder checkpoint")
     g.add_argument("--bridge", default=None, help="local bridge checkpoint (ours, BLIP-2 or VisualGLM)")
     g.add_argument("--trust-remote-code", action="store_true", help="allow the LLM checkpoint's own code")
+    g.add_argument("--quant", choices=["int8", "int4"], default=None,
+                   help="quantize the LLM with bitsandbytes (encoders and bridge stay in --dtype)")
 
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
@@ -48,7 +50,7 @@ def load_model(args: argparse.Namespace):
 
     return mm.load(args.model, device=args.device, dtype=args.dtype, llm=args.llm,
                    image_encoder=args.image_encoder, audio_encoder=args.audio_encoder, bridge=args.bridge,
-                   trust_remote_code=args.trust_remote_code)
+                   trust_remote_code=args.trust_remote_code, quant=args.quant)
 
 
 def stream_to(stream, out=sys.stdout) -> str:

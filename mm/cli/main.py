@@ -18,6 +18,7 @@ COMMANDS = {
     "eval": "mm.cli.eval",
     "serve": "mm.cli.serve",
     "bench": "mm.cli.bench",
+    "convert": "mm.cli.convert",
 }
 
 USAGE = """usage: mm COMMAND [ARGS...]

@@ -68,8 +68,7 @@ def main(argv: list[str]) -> int:
         save_lora(chat.model, out / "model")
     else:
         merge_lora(chat.model)
-    full = chat.config.llm.hidden_size <= 1024
-    chat.save_pretrained(out / "model", bridge_only=not full)
+    chat.save_pretrained(out / "model", bridge_only=chat.config.full_scale)
     print(f"saved {out / 'model'}; skipped examples: {summary['skipped_examples']}, "
           f"unreadable media: {summary['unreadable_media']}")
     return 0

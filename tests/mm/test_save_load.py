@@ -60,12 +60,12 @@ def test_visualglm_style_bridge_checkpoint_loads_into_the_image_bridge(tmp_path)
         hidden_size=q.hidden_size, num_hidden_layers=q.num_layers, num_attention_heads=q.num_heads,
         intermediate_size=q.intermediate_size, encoder_hidden_size=q.encoder_width,
         cross_attention_frequency=q.cross_attention_every)).eval()
-    # LAVIS / VisualGLM names: Qformer.bert.*, query_tokens, ln_vision, glm_proj.
+    # LAVIS names: Qformer.bert.*, query_tokens, ln_vision, llm_proj (BLIP-2 / InstructBLIP's projection).
     state = {"Qformer.bert." + k.replace("attention.attention.", "attention.self.")
              .replace("layernorm.", "embeddings.LayerNorm."): v.clone() for k, v in hf.state_dict().items()}
     state["query_tokens"] = torch.randn(1, q.num_queries, q.hidden_size)
     state["ln_vision.weight"], state["ln_vision.bias"] = torch.rand(q.encoder_width), torch.rand(q.encoder_width)
-    state["glm_proj.weight"], state["glm_proj.bias"] = torch.randn(256, q.hidden_size), torch.randn(256)
+    state["llm_proj.weight"], state["llm_proj.bias"] = torch.randn(256, q.hidden_size), torch.randn(256)
     torch.save(state, tmp_path / "visualglm_bridge.pth")
     loaded = mm.load("mm-tiny", bridge=tmp_path / "visualglm_bridge.pth", **{"image_qformer.encoder_positions": 0})
     x = torch.randn(2, 65, q.encoder_width)
@@ -73,7 +73,7 @@ def test_visualglm_style_bridge_checkpoint_loads_into_the_image_bridge(tmp_path)
     expected = hf(query_embeds=state["query_tokens"].expand(2, -1, -1), encoder_hidden_states=ln).last_hidden_state
     with torch.no_grad():
         torch.testing.assert_close(loaded.model.qformers["image"](x), expected)
-        torch.testing.assert_close(loaded.model.projectors["image"].net.weight, state["glm_proj.weight"])
+        torch.testing.assert_close(loaded.model.projectors["image"].net.weight, state["llm_proj.weight"])
 
 
 def test_bad_directories_are_input_errors(tmp_path):
