@@ -38,6 +38,10 @@ class FrozenEncoder(nn.Module):
     def load_weights(self, path: str | Path, strict: bool = True) -> None:
         """Load a local checkpoint (see `encoders.weights.read_state_dict` for the formats) with strict
         accounting: a file that does not fill this encoder exactly raises `InputError`."""
-        state = self.convert_state_dict(read_state_dict(path))
-        load_into(self, state, component=f"{self.modality} encoder", source=path, strict=strict)
+        self.load_state(read_state_dict(path), source=path, strict=strict)
+
+    def load_state(self, state: dict[str, torch.Tensor], *, source: str | Path, strict: bool = True) -> None:
+        """Load tensors already read (e.g. the tower's part of a whole VisualGLM release), by assignment."""
+        state = self.convert_state_dict(state)
+        load_into(self, state, component=f"{self.modality} encoder", source=source, strict=strict)
         self.freeze()

@@ -74,7 +74,7 @@ def llm_config_from_hf(hf: Any, template: str) -> LLMConfig:
     heads = getattr(hf, "num_attention_heads", 1)
     hidden = getattr(hf, "hidden_size", 0)
     return LLMConfig(
-        arch="glm" if getattr(hf, "model_type", "") == "glm" else "hf",
+        arch={"glm": "glm", "chatglm": "chatglm"}.get(getattr(hf, "model_type", ""), "hf"),
         vocab_size=getattr(hf, "vocab_size", 0),
         hidden_size=hidden,
         intermediate_size=getattr(hf, "intermediate_size", getattr(hf, "ffn_hidden_size", 0)) or 0,
@@ -109,6 +109,19 @@ def load_llm(
             f"{path}: this is a ChatGLM2/3 remote-code checkpoint; convert it once with "
             "`mm convert chatglm3 SRC DST` (`mm convert chatglm2 ...` for ChatGLM2) and pass llm=DST"
         )
+    if info.get("model_type") == "chatglm" and ("eva_config" in info or "WithImage" in json.dumps(info.get("auto_map"))):
+        raise InputError(f"{path}: this is a whole VisualGLM-6B checkpoint; load it with "
+                         "mm.load('visualglm-6b', checkpoint=PATH) (--checkpoint)")
+    if info.get("model_type") == "chatglm":  # ChatGLM-6B v1: the project's own module, no remote code
+        from mm.chatglm_v1.weights import load_chatglm_v1
+
+        model, tokenizer = load_chatglm_v1(path, dtype=dtype)
+        if quant is not None:
+            from mm.quant import quantize_llm
+
+            model = quantize_llm(model, quant, compute_dtype=dtype if dtype not in (None, torch.float32)
+                                 else torch.bfloat16)
+        return model, tokenizer
     if "auto_map" in info and not trust_remote_code:
         raise InputError(
             f"{path}: this checkpoint ({info.get('model_type')}) ships its own modeling code; pass "

@@ -172,7 +172,10 @@ class MMModel(nn.Module):
     ):
         """LM forward on spliced embeddings; with `labels` (IGNORE_INDEX outside answers) returns the loss."""
         embeds = self.splice(input_ids, media)
-        if position_ids is None and attention_mask is not None:
+        from_ids = getattr(self.llm, "position_ids_from_input_ids", None)  # ChatGLM-6B: context ends at <sop>
+        if position_ids is None and from_ids is not None:
+            position_ids = from_ids(input_ids, attention_mask)
+        elif position_ids is None and attention_mask is not None:
             position_ids = prefill_position_ids(self.llm, attention_mask)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                         labels=labels)

@@ -118,7 +118,7 @@ def read_tokenizer(directory: str | Path, **overrides) -> ChatGLMv1Tokenizer:
     return ChatGLMv1Tokenizer(vocab_file=str(directory / "ice_text.model"), **{**kwargs, **overrides})
 
 
-def _load_tokenizer(directory: Path, config: ChatGLMv1Config) -> ChatGLMv1Tokenizer:
+def load_tokenizer(directory: Path, config: ChatGLMv1Config) -> ChatGLMv1Tokenizer:
     if not (directory / "ice_text.model").is_file():
         raise InputError(f"{directory}: no ice_text.model (ChatGLM-6B's SentencePiece tokenizer) next to the weights")
     tokenizer = read_tokenizer(directory)
@@ -148,7 +148,7 @@ def load_chatglm_v1(path: str | Path, dtype: torch.dtype | None = None,
         config = ChatGLMv1Config.from_json(config_file)
     except ValueError as e:
         raise InputError(f"{config_file}: {e}") from None
-    tokenizer = _load_tokenizer(path, config)
+    tokenizer = load_tokenizer(path, config)
     state = read_state_dict(path)
     state = from_sat_state_dict(state) if is_sat_state_dict(state) else from_hf_state_dict(state)
     model = build_chatglm_v1(config, state, source=path, dtype=dtype, strict=strict)

@@ -319,6 +319,17 @@ def test_missing_or_unexpected_tensor_is_named(ckpt, tmp_path):
     assert half.dtype == torch.bfloat16
 
 
+def test_image_token_offset_follows_the_model_ids(ckpt, tmp_path):
+    d, cfg, *_ = ckpt
+    for f in d.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    # Without num_image_tokens the published class assumes 20000; config.json's special ids say 0.
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "ChatGLMTokenizer"}))
+    assert read_tokenizer(tmp_path).gmask_token_id == cfg["gmask_token_id"] + 20000
+    _, tok = load_chatglm_v1(tmp_path)
+    assert tok.num_image_tokens == 0 and tok.gmask_token_id == cfg["gmask_token_id"]
+
+
 def test_configs_are_read_and_wrong_ones_refused(ckpt):
     d, cfg, *_ = ckpt
     c = ChatGLMv1Config.from_json(d / "config.json")
