@@ -9,7 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2QFormerConfig, Blip2QFormerModel, OPTConfig
+from transformers import (
+    Blip2Config,
+    Blip2ForConditionalGeneration,
+    Blip2QFormerConfig,
+    Blip2QFormerModel,
+    OPTConfig,
+)
 
 from bridge import Projector, ProjectorConfig, QFormer, QFormerConfig, qformer_state_from_blip2
 from bridge.layouts import (
