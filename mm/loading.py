@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import init_empty_weights
 from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel
@@ -104,7 +105,7 @@ def _build_encoders(cfg: MMConfig, sources: dict[str, str | Path | None], strict
             if source is not None:
                 raise InputError(f"{cfg.name} has no {m} encoder to load {source} into")
             continue
-        with torch.device("meta") if source is not None else contextlib.nullcontext():
+        with init_empty_weights() if source is not None else contextlib.nullcontext():
             encoder = create_encoder(enc_cfg.name, **enc_cfg.options)
         if encoder.modality != m:
             raise InputError(f"{m}_encoder {enc_cfg.name!r} is a {encoder.modality} encoder")

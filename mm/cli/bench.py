@@ -1,5 +1,6 @@
 """Benchmarks: `caption` (batched vs one-by-one captioning), `compare` (clip comparison vs length) and
-`qformer` (our Q-Former vs transformers' BLIP-2 Q-Former, and the machine's GEMM rate).
+`qformer` (our Q-Former vs transformers' BLIP-2 Q-Former, and the machine's GEMM rate) and `fullsize` (a
+random-weight VisualGLM-6B in the published SAT layout, about 15.6 GB, loaded in bf16 and int4).
 
 Figures are measured side by side in one run and reported as ratios; BENCHMARKS.md records them.
 
@@ -8,11 +9,13 @@ Examples:
   mm bench compare --json
   mm bench compare --lengths 10 20 40 --no-describe
   mm bench qformer --json --batch 8 --repeats 7
+  mm bench fullsize --json --out /big/disk --keep
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from mm.cli.common import add_model_args, load_model, parser
 
@@ -21,7 +24,7 @@ def main(argv: list[str]) -> int:
     from mm.bench import bench_caption, bench_compare, bench_qformer, machine
 
     p = parser("bench", __doc__)
-    p.add_argument("name", choices=["caption", "compare", "qformer"])
+    p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--items", type=int, default=64, help="caption: images to caption")
     p.add_argument("--batch-size", type=int, default=16, help="caption: batch size")
@@ -32,8 +35,23 @@ def main(argv: list[str]) -> int:
     p.add_argument("--tokens", type=int, default=257, help="qformer: encoder tokens per item (EVA ViT-g: 257)")
     p.add_argument("--repeats", type=int, default=7, help="qformer: timed runs of each (median reported)")
     p.add_argument("--tiny", action="store_true", help="qformer: a toy-size Q-Former (for tests)")
+    p.add_argument("--out", default=None, help="fullsize: folder for the 15.6 GB release (default: temp)")
+    p.add_argument("--keep", action="store_true", help="fullsize: keep the written release")
+    p.add_argument("--quants", nargs="+", default=["bf16", "int4"], choices=["bf16", "int8", "int4"],
+                   help="fullsize: how to load it, one process each")
+    p.add_argument("--max-new-tokens", type=int, default=8, help="fullsize: tokens to generate")
     add_model_args(p)
     args = p.parse_args(argv)
+    if args.name == "fullsize":  # writes its own checkpoint and loads it in child processes
+        from mm.bench_fullsize import bench_fullsize
+
+        if args.out is not None and not Path(args.out).is_dir():
+            p.error(f"--out {args.out}: not a folder")
+        result = bench_fullsize(args.out, keep=args.keep, quants=tuple(args.quants),
+                                max_new_tokens=args.max_new_tokens)
+        result = {"bench": args.name, "machine": machine(), **result}
+        print(json.dumps(result, ensure_ascii=False) if args.json else json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
     if args.name == "qformer":  # needs no model: it builds both Q-Formers itself
         if min(args.batch, args.tokens, args.repeats) < 1:
             p.error("--batch, --tokens and --repeats must be >= 1")

@@ -19,6 +19,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="mm-tiny", help="preset name or saved model directory (default: mm-tiny)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     g.add_argument("--dtype", default=None, help="fp32, bf16, fp16 (default: bf16 on CUDA, else fp32)")
+    g.add_argument("--checkpoint", default=None,
+                   help="a whole VisualGLM-6B release: the SAT folder, its mp_rank_00_model_states.pt, "
+                   "or the HF port folder")
+    g.add_argument("--tokenizer", default=None,
+                   help="folder with ChatGLM-6B's ice_text.model, for a SAT release")
     g.add_argument("--llm", default=None, help="local LLM checkpoint directory (full-scale presets)")
     g.add_argument("--image-encoder", default=None, help="local image encoder checkpoint")
     g.add_argument("--audio-encoder", default=None, help="local audio encoder checkpoint")
@@ -48,7 +53,8 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def load_model(args: argparse.Namespace):
     import mm
 
-    return mm.load(args.model, device=args.device, dtype=args.dtype, llm=args.llm,
+    return mm.load(args.model, device=args.device, dtype=args.dtype, checkpoint=args.checkpoint,
+                   tokenizer=args.tokenizer, llm=args.llm,
                    image_encoder=args.image_encoder, audio_encoder=args.audio_encoder, bridge=args.bridge,
                    trust_remote_code=args.trust_remote_code, quant=args.quant)
 

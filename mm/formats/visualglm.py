@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from accelerate import init_empty_weights
 
 from bridge.layouts import bridge_state_from_checkpoint
 from bridge.qformer import QFormerConfig
@@ -170,7 +171,7 @@ def load_visualglm(path: str | Path, *, preset_name: str = "visualglm-6b", token
     llm = build_chatglm_v1(llm_config, llm_state, source=release.weights, dtype=dtype, strict=strict)
     cfg = mm_config(release, llm.config, preset_name)
 
-    with torch.device("meta"):
+    with init_empty_weights():  # parameters on the meta device; buffers (e.g. timm's zero key bias) real
         encoder = create_encoder(cfg.image_encoder.name, **cfg.image_encoder.options)
     encoder.load_state(image_state, source=release.weights, strict=strict)
     model = MMModel(cfg, llm=llm, encoders={"image": encoder})
@@ -178,6 +179,9 @@ def load_visualglm(path: str | Path, *, preset_name: str = "visualglm-6b", token
     if weights.unused and strict:
         raise InputError(f"{release.weights}: {len(weights.unused)} image-side tensors belong to no component "
                          f"(e.g. {sorted(weights.unused)[:5]}); pass strict=False to ignore them")
+    if weights.unused:
+        logger.warning("%s: loaded with strict=False; %d image-side tensors belong to no component and were not "
+                       "used (e.g. %s)", release.weights, len(weights.unused), sorted(weights.unused)[:5])
     load_into(bridge_view(model), weights.state, component="image bridge (Q-Former, ln_vision, glm_proj)",
               source=release.weights, strict=strict)
     if bridge is not None:
