@@ -203,7 +203,12 @@ def bench_fullsize(out: str | Path | None = None, keep: bool = False, quants: tu
     cfg = config or VISUALGLM_CONFIG
     try:
         t = time.perf_counter()
-        release = write_sat_release(root / "release", cfg)
+        release = root / "release"
+        # Written by a child process too: the 15.6 GB it builds must be gone before the loads are measured.
+        writer = subprocess.run([sys.executable, "-m", "mm.bench_fullsize", "write", str(release), json.dumps(cfg)],
+                                capture_output=True, text=True)
+        if writer.returncode != 0:
+            raise RuntimeError(f"writing the release failed: {writer.stderr.strip()[-2000:]}")
         write_s = time.perf_counter() - t
         tokenizer = write_tokenizer(root / "tokenizer")
         file_bytes = (release / "1" / "mp_rank_00_model_states.pt").stat().st_size
@@ -223,7 +228,9 @@ def bench_fullsize(out: str | Path | None = None, keep: bool = False, quants: tu
             shutil.rmtree(root, ignore_errors=True)
 
 
-if __name__ == "__main__":  # the child process of one run: RELEASE TOKENIZER QUANT MAX_NEW_TOKENS
+if __name__ == "__main__" and sys.argv[1] == "write":  # child: write RELEASE CONFIG_JSON
+    write_sat_release(Path(sys.argv[2]), json.loads(sys.argv[3]))
+elif __name__ == "__main__":  # child of one run: RELEASE TOKENIZER QUANT MAX_NEW_TOKENS
     release_dir, tokenizer_dir, quant_name, new_tokens = sys.argv[1:5]
     result = run_phase(Path(release_dir), Path(tokenizer_dir), None if quant_name == "bf16" else quant_name,
                        int(new_tokens))
