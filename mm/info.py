@@ -23,11 +23,11 @@ _COLUMNS: dict[str, tuple[QuantName | None, torch.dtype]] = {
     "int8": ("int8", torch.bfloat16), "int4": ("int4", torch.bfloat16),
 }
 
-# VisualGLM-6B's published GPU memory (weights + activations + CUDA context), in GB. INT4: "INT4 量化级别下
-# 最低只需 6.3G 显存" (VisualGLM-6B README, introduction; the revision of github.com/THUDM/VisualGLM-6B
-# README.md at 243742d says 8.7G there). FP16: "模型默认以 FP16 精度加载，运行上述代码需要大概 15GB 显存"
-# (same README, section 模型量化).
-PUBLISHED_GPU_GB: dict[str, dict[str, float]] = {"visualglm-6b": {"int4": 6.3, "fp16": 15.0}}
+# VisualGLM-6B's published GPU memory (weights + activations + CUDA context), in GB. INT4: "INT4量化级别下
+# 最低只需8.7G显存" (THUDM/VisualGLM-6B README.md, introduction; every copy of that README we could read says
+# 8.7G; the 6.3 GB sometimes quoted is not in it). FP16: "模型默认以 FP16 精度加载，运行上述代码需要大概
+# 15GB 显存" (same README, section 模型量化).
+PUBLISHED_GPU_GB: dict[str, dict[str, float]] = {"visualglm-6b": {"int4": 8.7, "fp16": 15.0}}
 
 
 @dataclass
