@@ -188,16 +188,14 @@ def build_app(model: Any, title: str = "mm: ask about pictures, sounds and clips
 
 
 def main(argv: list[str] | None = None) -> int:
-    import mm
+    from mm.cli.common import add_model_args, load_model
 
     p = argparse.ArgumentParser(prog="mm demo", description="Launch the Gradio app.")
-    p.add_argument("--model", default="mm-tiny", help="preset name or saved model directory")
-    p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default=None)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
+    add_model_args(p)  # --model, --checkpoint, --quant, ... as on every command
     args = p.parse_args(argv)
-    app = build_app(mm.load(args.model, device=args.device, dtype=args.dtype))
+    app = build_app(load_model(args))
     app.launch(server_name=args.host, server_port=args.port, css=CSS)
     return 0
 

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from bridge.qformer import QFormerConfig
 from mm.errors import InputError
 
-
 # LLMs wider than this are full scale: built on the meta device for summaries, loaded from the user's disk.
 FULL_SCALE_WIDTH = 1024
 
