@@ -183,9 +183,9 @@ def load(
         raise InputError(str(e)) from None
 
     llm_model, tok, cfg = _resolve_llm(cfg, llm, weights_dir, trust_remote_code, dt, quant)
-    encoders = _build_encoders(cfg, {"image": image_encoder, "audio": audio_encoder}, strict)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # initial weights are reproducible and leave the caller's RNG alone
         torch.manual_seed(INIT_SEED)
+        encoders = _build_encoders(cfg, {"image": image_encoder, "audio": audio_encoder}, strict)
         model = MMModel(cfg, llm=llm_model, encoders=encoders)
 
     if weights_dir is not None:

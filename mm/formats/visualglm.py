@@ -174,7 +174,8 @@ def load_visualglm(path: str | Path, *, preset_name: str = "visualglm-6b", token
     with init_empty_weights():  # parameters on the meta device; buffers (e.g. timm's zero key bias) real
         encoder = create_encoder(cfg.image_encoder.name, **cfg.image_encoder.options)
     encoder.load_state(image_state, source=release.weights, strict=strict)
-    model = MMModel(cfg, llm=llm, encoders={"image": encoder})
+    with torch.random.fork_rng(devices=[]):  # the bridge's initial values are replaced; keep the caller's RNG
+        model = MMModel(cfg, llm=llm, encoders={"image": encoder})
     weights = bridge_state_from_checkpoint(image_state)
     if weights.unused and strict:
         raise InputError(f"{release.weights}: {len(weights.unused)} image-side tensors belong to no component "
