@@ -59,8 +59,9 @@ def load_model(args: argparse.Namespace):
                    trust_remote_code=args.trust_remote_code, quant=args.quant)
 
 
-def stream_to(stream, out=sys.stdout) -> str:
+def stream_to(stream, out=None) -> str:
     """Print a stream_chat generator's new text as it arrives; return the final response."""
+    out = out or sys.stdout  # looked up per call, so redirected output (tests, pipes) is honoured
     shown = ""
     for partial, _ in stream:
         if partial.startswith(shown):
