@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from encoders.weights import rename_first
+
 
 @dataclass
 class QFormerConfig:
@@ -243,11 +245,8 @@ _QFORMER_NAME = re.compile(
 
 def blip2_qformer_name(key: str) -> str | None:
     """Our QFormer name for one BLIP-2 tensor name (transformers or LAVIS), None if it has none here."""
-    for pattern, repl in _BLIP2_RENAMES:
-        new, n = re.subn(pattern, repl, key)
-        if n:
-            return new if _QFORMER_NAME.match(new) else None
-    return None
+    new = rename_first(key, _BLIP2_RENAMES)
+    return new if new is not None and _QFORMER_NAME.match(new) else None
 
 
 def qformer_state_from_blip2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

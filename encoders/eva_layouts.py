@@ -30,6 +30,8 @@ from typing import Literal
 
 import torch
 
+from encoders.weights import rename_first
+
 Layout = Literal["timm", "sat", "hf-blip2"]
 
 # Where whole-model checkpoints keep the tower, tried in order: VisualGLM SAT release, VisualGLM HF port,
@@ -83,14 +85,6 @@ def eva_layout(state: dict[str, torch.Tensor]) -> Layout:
     return "timm"
 
 
-def _rename(key: str, renames: list[tuple[str, str]]) -> str | None:
-    for pattern, repl in renames:
-        new, n = re.subn(pattern, repl, key)
-        if n:
-            return new
-    return None
-
-
 def _split_qkv_bias(out: dict[str, torch.Tensor], block: str, bias: torch.Tensor) -> None:
     """A full [q|k|v] bias (3D,) -> timm's q_bias and v_bias; the key third is dropped (see module doc)."""
     q, _, v = bias.chunk(3)
@@ -129,7 +123,7 @@ def eva_state_from_sat(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
         elif m := _SAT_QKV_BIAS.match(key):
             _split_qkv_bias(out, m.group(1), value)
         else:
-            out[_rename(key, _SAT_RENAMES) or key] = value
+            out[rename_first(key, _SAT_RENAMES) or key] = value
     return out
 
 
@@ -151,7 +145,7 @@ def eva_state_from_hf_blip2(state: dict[str, torch.Tensor]) -> dict[str, torch.T
         elif m := _HF_QKV_BIAS.match(key):
             _split_qkv_bias(out, m.group(1), value)
         else:
-            out[_rename(key, _HF_RENAMES) or key] = value
+            out[rename_first(key, _HF_RENAMES) or key] = value
     return out
 
 

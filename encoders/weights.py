@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not state:
         raise InputError(f"{path}: the checkpoint holds no tensors")
     return state
+
+
+def rename_first(key: str, renames: Iterable[tuple[str, str]]) -> str | None:
+    """`key` renamed by the first (regex, replacement) pair that matches it, None if none does."""
+    for pattern, repl in renames:
+        new, n = re.subn(pattern, repl, key)
+        if n:
+            return new
+    return None
 
 
 def strip_prefix(state: dict[str, torch.Tensor], prefixes: tuple[str, ...] = _PREFIXES) -> dict[str, torch.Tensor]:

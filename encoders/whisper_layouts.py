@@ -12,12 +12,12 @@ Names a conversion does not know pass through unchanged, so strict loading repor
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import torch
 from transformers import WhisperConfig
 
+from encoders.weights import rename_first
 from mm.errors import InputError
 
 # OpenAI `ModelDimensions` field -> the WhisperConfig field it must equal.
@@ -55,13 +55,7 @@ def whisper_state_from_openai(state: dict[str, torch.Tensor]) -> dict[str, torch
     for key, value in state.items():
         if key.startswith("decoder."):
             continue
-        for pattern, repl in _RENAMES:
-            new, n = re.subn(pattern, repl, key)
-            if n:
-                out[new] = value
-                break
-        else:
-            out[key] = value
+        out[rename_first(key, _RENAMES) or key] = value
     return out
 
 
