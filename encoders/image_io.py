@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from encoders.av_guard import check_pixels
+from encoders.source_bytes import read_source
 from mm.errors import InputError, describe_source
 
 # Decompression-bomb guard: PIL warns above ~89 Mpx; we refuse above this many pixels.
@@ -65,47 +67,43 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(source: Any) -> Image.Image:
+def load_image(source: Any, *, max_pixels: int | None = None, max_bytes: int | None = None) -> Image.Image:
     """A path, bytes, PIL image or numpy array -> upright 8-bit RGB PIL image.
 
-    Raises `InputError` naming the file and what is wrong.
+    `max_pixels` (default `MAX_PIXELS`, the decompression-bomb guard) is checked against the file's
+    header before any pixel is decoded; `max_bytes` caps what is read (regular files only, see
+    `encoders.source_bytes`). Raises `InputError` naming the file and what is wrong.
     """
     name = describe_source(source)
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, np.ndarray):
         image = _from_array(source, name)
     elif isinstance(source, torch.Tensor):
         image = _from_array(source.detach().cpu().numpy(), name)
-    elif isinstance(source, (str, Path, bytes, bytearray)):
-        if isinstance(source, (str, Path)):
-            path = Path(source)
-            if not path.exists():
-                raise InputError(f"{name}: no such file")
-            if path.is_dir():
-                raise InputError(f"{name}: is a directory, not an image file")
-            data = path.read_bytes()
-        else:
-            data = bytes(source)
-        if not data:
-            raise InputError(f"{name}: the file is empty")
+    elif isinstance(source, (str, Path, bytes, bytearray)) or hasattr(source, "read"):
+        data = read_source(source, max_bytes, name)
         try:
             image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_PIXELS:
-                raise InputError(f"{name}: {image.width}x{image.height} is too large (limit {MAX_PIXELS} pixels)")
+            check_pixels(image.width, image.height, limit, name)  # from the header, before decoding
             image.load()
         except InputError:
             raise
         except UnidentifiedImageError:
             raise InputError(f"{name}: not a readable image (unknown or corrupt format)") from None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            raise InputError(f"{name}: not a readable image ({e})") from None
+        except Exception as e:  # noqa: BLE001 - PIL's plugins raise many types; all mean "corrupt file"
+            raise InputError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
     else:
         raise InputError(f"{name}: expected an image path, bytes, PIL image or array")
     if image.width < 1 or image.height < 1:
         raise InputError(f"{name}: the image has no pixels")
-    image = ImageOps.exif_transpose(image) or image
-    return to_rgb(image)
+    check_pixels(image.width, image.height, limit, name)
+    try:
+        image = ImageOps.exif_transpose(image) or image
+        return to_rgb(image)
+    except Exception as e:  # noqa: BLE001 - a corrupt EXIF block or an odd mode
+        raise InputError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
 
 
 def image_transform(

@@ -13,7 +13,9 @@ frame's own timestamp.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,18 @@ import torch
 from PIL import Image
 
 from encoders.audio_io import SAMPLE_RATE
+from encoders.av_guard import (
+    VIDEO_LIMIT,
+    check_deadline,
+    check_pixels,
+    check_seconds,
+    configure_stream,
+    quiet_ffmpeg,
+)
+from encoders.source_bytes import check_file, read_source
 from mm.errors import InputError, describe_source
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}
 
@@ -38,52 +51,59 @@ class VideoClip:
     info: dict[str, Any] = field(default_factory=dict)  # codec names, frame size, average rate
 
 
-def _open(source: Any, name: str):
-    import av
-
+def _target(source: Any, name: str, max_bytes: int | None) -> Any:
+    """What `av.open` reads: a checked regular file's path, or the (capped) bytes in memory."""
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.exists():
-            raise InputError(f"{name}: no such file")
-        if path.is_dir():
-            raise InputError(f"{name}: is a directory, not a video file")
-        if path.stat().st_size == 0:
-            raise InputError(f"{name}: the file is empty")
-        target: Any = str(path)
-    elif isinstance(source, (bytes, bytearray)):
-        if not source:
-            raise InputError(f"{name}: the video is empty")
-        target = io.BytesIO(bytes(source))
-    elif hasattr(source, "read"):
+        return str(check_file(source, max_bytes, name))
+    if isinstance(source, (bytes, bytearray)) or hasattr(source, "read"):
         if hasattr(source, "seek"):
             source.seek(0)
-        target = source
-    else:
-        raise InputError(f"{name}: expected a video path, bytes or a binary file object")
-    try:
-        return av.open(target)
-    except Exception as e:  # noqa: BLE001 - PyAV raises many error types; all mean "cannot open"
-        raise InputError(f"{name}: not a readable video file ({e})") from None
+        return io.BytesIO(read_source(source, max_bytes, name))
+    raise InputError(f"{name}: expected a video path, bytes or a binary file object")
 
 
-def has_video(source: Any) -> bool:
-    """Whether the file has a video track (False for audio-only containers)."""
+@contextmanager
+def open_video(source: Any, name: str, *, max_bytes: int | None = None) -> Iterator[Any]:
+    """The opened container, with FFmpeg's logging kept out of Python, closed on leaving the block."""
+    import av
+
+    target = _target(source, name, max_bytes)
+    with quiet_ffmpeg():
+        try:
+            container = av.open(target)
+        except Exception as e:  # noqa: BLE001 - PyAV raises many error types; all mean "cannot open"
+            raise InputError(f"{name}: not a readable video file ({e})") from None
+        with container:
+            yield container
+
+
+def _no_video_message(container: Any, name: str) -> str:
+    if container.streams.audio:
+        return f"{name}: the file has no video track (it is audio only)"
+    kinds = sorted({s.type for s in container.streams})
+    if kinds:
+        return f"{name}: the file has no audio or video stream (only {', '.join(kinds)})"
+    return f"{name}: not a readable video file (no video stream found)"
+
+
+def has_video(source: Any, *, max_bytes: int | None = None) -> bool:
+    """Whether the file has a video track (False for audio-only containers); unreadable: InputError."""
     name = describe_source(source)
-    with _open(source, name) as c:
+    with open_video(source, name, max_bytes=max_bytes) as c:
         return bool(c.streams.video)
 
 
-def probe_duration(source: Any) -> float:
+def probe_duration(source: Any, *, max_bytes: int | None = None, deadline: float | None = None) -> float:
     """Clip length in seconds, from the container header or, failing that, the last packet's timestamp."""
     name = describe_source(source)
-    with _open(source, name) as c:
-        return _duration(c, name)
+    with open_video(source, name, max_bytes=max_bytes) as c:
+        return _duration(c, name, deadline)
 
 
-def _duration(container: Any, name: str) -> float:
+def _duration(container: Any, name: str, deadline: float | None = None) -> float:
     streams = list(container.streams.video) + list(container.streams.audio)
     if not streams:
-        raise InputError(f"{name}: the file has neither video nor audio")
+        raise InputError(_no_video_message(container, name))
     s = (container.streams.video or container.streams.audio)[0]
     if s.duration and s.time_base:
         return float(s.duration * s.time_base)
@@ -91,11 +111,23 @@ def _duration(container: Any, name: str) -> float:
         return container.duration / 1_000_000
     # No header duration (some webm / streamed mp4): demux packets without decoding them.
     last = 0.0
-    for packet in container.demux(s):
-        if packet.pts is not None and packet.time_base:
-            last = max(last, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-    container.seek(0)
+    try:
+        for packet in container.demux(s):
+            check_deadline(deadline, name)
+            if packet.pts is not None and packet.time_base:
+                last = max(last, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+        container.seek(0)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a corrupt index or packet
+        raise InputError(f"{name}: not a readable video file ({e})") from None
     return last
+
+
+def check_frame_size(stream: Any, max_pixels: int | None, name: str) -> None:
+    """The stream's frame size against `max_pixels`, from the header, before any frame is decoded."""
+    cc = stream.codec_context
+    check_pixels(cc.width or 0, cc.height or 0, max_pixels, name, "each video frame")
 
 
 def sample_times(duration: float, frames: int | None = 8, fps: float | None = None, max_frames: int = 64) -> list[float]:
@@ -116,62 +148,86 @@ def _frame_time(frame: Any) -> float | None:
     return float(frame.pts * frame.time_base)
 
 
-def iter_frames(source: Any, *, width: int | None = None, height: int | None = None) -> Iterator[tuple[float, Any]]:
-    """(seconds, av.VideoFrame) for every decoded frame; frames are resized by FFmpeg when asked."""
+def iter_frames(source: Any, *, width: int | None = None, height: int | None = None, max_seconds: float | None = None,
+                max_pixels: int | None = None, max_bytes: int | None = None,
+                deadline: float | None = None) -> Iterator[tuple[float, Any]]:
+    """(seconds, av.VideoFrame) for every decoded frame; frames are resized by FFmpeg when asked.
+
+    The container is closed when the generator ends, fails or is closed early (`GeneratorExit`);
+    call `.close()` (or use `contextlib.closing`) when you stop before the end.
+    """
     name = describe_source(source)
-    with _open(source, name) as c:
+    with open_video(source, name, max_bytes=max_bytes) as c:
         if not c.streams.video:
-            raise InputError(f"{name}: the file has no video track")
+            raise InputError(_no_video_message(c, name))
         stream = c.streams.video[0]
-        stream.thread_type = "AUTO"
+        configure_stream(stream)
+        check_frame_size(stream, max_pixels, name)
+        if max_seconds is not None:
+            check_seconds(_duration(c, name, deadline), max_seconds, name, "the clip", VIDEO_LIMIT)
         last = -1.0
         try:
             for frame in c.decode(stream):
+                check_deadline(deadline, name)
+                check_pixels(frame.width, frame.height, max_pixels, name, "a video frame")
                 t = _frame_time(frame)
                 t = last + 1.0 / float(stream.average_rate or 25) if t is None else t
                 last = t
+                check_seconds(t, max_seconds, name, "the clip", VIDEO_LIMIT)
                 if width or height:
                     frame = frame.reformat(width=width, height=height)
                 yield t, frame
-        except InputError:
+        except (InputError, GeneratorExit):
             raise
         except Exception as e:  # noqa: BLE001
             raise InputError(f"{name}: decoding failed ({e})") from None
 
 
 def load_video(source: Any, *, frames: int | None = 8, fps: float | None = None, max_frames: int = 64,
-               audio: bool = True, sample_rate: int = SAMPLE_RATE) -> VideoClip:
+               audio: bool = True, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None,
+               max_pixels: int | None = None, max_bytes: int | None = None,
+               deadline: float | None = None) -> VideoClip:
     """Decode `source` once: the sampled frames (see `sample_times`) and the audio track at `sample_rate`.
 
     A file with no video track raises InputError (use `encoders.audio_io.load_audio` for it); a clip with
-    no audio track gives `audio=None`.
+    no audio track gives `audio=None`. Limits (None: none): `max_seconds` of clip (the header's length
+    before decoding, then every decoded timestamp, since headers can lie), `max_pixels` per frame (the
+    stream's frame size before decoding), `max_bytes` of file, `deadline` (absolute `time.monotonic()`).
     """
     import av
 
     name = describe_source(source)
-    with _open(source, name) as c:
+    with open_video(source, name, max_bytes=max_bytes) as c:
         if not c.streams.video:
-            raise InputError(f"{name}: the file has no video track" + (" (it is audio only)" if c.streams.audio else ""))
+            raise InputError(_no_video_message(c, name))
         vs = c.streams.video[0]
-        vs.thread_type = "AUTO"
+        configure_stream(vs)
+        check_frame_size(vs, max_pixels, name)
         as_ = c.streams.audio[0] if (audio and c.streams.audio) else None
-        duration = _duration(c, name)
+        duration = _duration(c, name, deadline)
+        check_seconds(duration, max_seconds, name, "the clip", VIDEO_LIMIT)
         targets = sample_times(duration, frames, fps, max_frames) if duration > 0 else [0.0]
         picked: list[Any] = [None] * len(targets)  # av.VideoFrame references, converted at the end
         picked_t: list[float] = [0.0] * len(targets)
         best = [float("inf")] * len(targets)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate) if as_ is not None else None
         chunks: list[np.ndarray] = []
-        n_decoded, last_t, fallback = 0, -1.0, 1.0 / float(vs.average_rate or 25)
+        n_decoded, n_samples, last_t, fallback = 0, 0, -1.0, 1.0 / float(vs.average_rate or 25)
         streams = [vs] + ([as_] if as_ is not None else [])
         try:
             for frame in c.decode(*streams):
+                check_deadline(deadline, name)
                 if isinstance(frame, av.AudioFrame):
-                    chunks.extend(o.to_ndarray().reshape(-1) for o in resampler.resample(frame))
+                    for o in resampler.resample(frame):
+                        chunks.append(o.to_ndarray().reshape(-1))
+                        n_samples += chunks[-1].size
+                    check_seconds(n_samples / sample_rate, max_seconds, name, "the clip's sound", VIDEO_LIMIT)
                     continue
+                check_pixels(frame.width, frame.height, max_pixels, name, "a video frame")
                 t = _frame_time(frame)
                 t = last_t + fallback if t is None else t
                 last_t = t
+                check_seconds(t, max_seconds, name, "the clip", VIDEO_LIMIT)
                 n_decoded += 1
                 # Keep, for every target time, the decoded frame nearest to it (one pass, O(F) memory).
                 for k, target in enumerate(targets):
@@ -181,17 +237,24 @@ def load_video(source: Any, *, frames: int | None = 8, fps: float | None = None,
                         picked[k] = frame
             if resampler is not None:
                 chunks.extend(o.to_ndarray().reshape(-1) for o in resampler.resample(None))
+        except InputError:
+            raise
         except Exception as e:  # noqa: BLE001 - a truncated or corrupt stream
             if n_decoded == 0:
                 raise InputError(f"{name}: not a readable video file ({e})") from None
+            log.info("%s: decoding stopped after %d frames (%s); using what was decoded", name, n_decoded, e)
         if n_decoded == 0:
             raise InputError(f"{name}: the video track has no frames")
         info = {"video_codec": vs.codec_context.name, "width": vs.codec_context.width,
                 "height": vs.codec_context.height, "average_rate": float(vs.average_rate or 0),
                 "frames_decoded": n_decoded,
                 "audio_codec": as_.codec_context.name if as_ is not None else None}
-        images = {id(f): f.to_image() for f in picked if f is not None}
-    kept = [(t, images[id(f)]) for t, f in zip(picked_t, picked) if f is not None]
+        try:
+            images = {id(f): f.to_image() for f in picked if f is not None}
+            kept = [(t, images[id(f)]) for t, f in zip(picked_t, picked) if f is not None]
+        except Exception as e:  # noqa: BLE001 - a frame in a format PIL cannot take
+            raise InputError(f"{name}: not a readable video file ({e})") from None
+        del picked, images  # no frame outlives the container
     wave = torch.from_numpy(np.concatenate(chunks)).float() if chunks else None
     if wave is not None and wave.numel() == 0:
         wave = None

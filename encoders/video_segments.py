@@ -10,6 +10,7 @@ cheap pass over 32x32 grey thumbnails (mean absolute change between consecutive 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,15 @@ import torch
 from PIL import Image
 
 from encoders.audio_io import SAMPLE_RATE
-from encoders.video_io import _duration, _frame_time, _open, iter_frames
+from encoders.av_guard import VIDEO_LIMIT, check_deadline, check_pixels, check_seconds, configure_stream
+from encoders.video_io import (
+    _duration,
+    _frame_time,
+    _no_video_message,
+    check_frame_size,
+    iter_frames,
+    open_video,
+)
 from mm.errors import InputError, describe_source
 
 
@@ -48,37 +57,64 @@ def fixed_windows(duration: float, seconds: float) -> list[tuple[float, float]]:
     return bounds
 
 
-def scene_cuts(source: Any, threshold: float = 0.25, min_seconds: float = 0.5) -> list[tuple[float, float]]:
+def scene_cuts(source: Any, threshold: float = 0.25, min_seconds: float = 0.5, *, max_seconds: float | None = None,
+               max_pixels: int | None = None, max_bytes: int | None = None,
+               deadline: float | None = None) -> list[tuple[float, float]]:
     """Segments between cuts: a cut is a mean absolute grey-level change above `threshold` (0-1)."""
     prev, starts, last_t = None, [0.0], 0.0
-    for t, frame in iter_frames(source, width=32, height=32):
-        grey = frame.to_ndarray(format="gray").astype(np.float32) / 255.0
-        if prev is not None and np.abs(grey - prev).mean() > threshold and t - starts[-1] >= min_seconds:
-            starts.append(t)
-        prev, last_t = grey, t
-    end = max(last_t, probe_end(source))
+    frames = iter_frames(source, width=32, height=32, max_seconds=max_seconds, max_pixels=max_pixels,
+                         max_bytes=max_bytes, deadline=deadline)
+    with closing(frames):
+        for t, frame in frames:
+            grey = frame.to_ndarray(format="gray").astype(np.float32) / 255.0
+            if prev is not None and np.abs(grey - prev).mean() > threshold and t - starts[-1] >= min_seconds:
+                starts.append(t)
+            prev, last_t = grey, t
+    end = max(last_t, probe_end(source, max_bytes=max_bytes, deadline=deadline))
     return [(a, b) for a, b in zip(starts, starts[1:] + [end]) if b > a] or [(0.0, end)]
 
 
-def probe_end(source: Any) -> float:
+def probe_end(source: Any, *, max_bytes: int | None = None, deadline: float | None = None) -> float:
     name = describe_source(source)
-    with _open(source, name) as c:
-        return _duration(c, name)
+    with open_video(source, name, max_bytes=max_bytes) as c:
+        return _duration(c, name, deadline)
+
+
+def _check_count(n: int, max_segments: int | None, name: str) -> None:
+    if max_segments is not None and n > max_segments:
+        raise InputError(f"{name}: the clip would give {n} segments; the limit is {max_segments} "
+                         "(Limits.max_clip_segments, --max-clip-segments): use a longer --segment")
 
 
 def iter_segments(source: Any, *, seconds: float = 2.0, frames: int = 8, cuts: bool = False,
-                  cut_threshold: float = 0.25, audio: bool = True,
-                  sample_rate: int = SAMPLE_RATE) -> Iterator[Segment]:
-    """Segments of `source` in order, each with `frames` frames at the centres of equal slices."""
+                  cut_threshold: float = 0.25, audio: bool = True, sample_rate: int = SAMPLE_RATE,
+                  max_seconds: float | None = None, max_pixels: int | None = None, max_bytes: int | None = None,
+                  max_segments: int | None = None, deadline: float | None = None) -> Iterator[Segment]:
+    """Segments of `source` in order, each with `frames` frames at the centres of equal slices.
+
+    Limits (None: none) as in `load_video`, plus `max_segments`: a clip that would give more segments is
+    an InputError before any frame is decoded. The container is closed however the walk ends.
+    """
     import av
 
-    bounds = scene_cuts(source, cut_threshold) if cuts else fixed_windows(probe_end(source), seconds)
     name = describe_source(source)
-    with _open(source, name) as c:
+    limits = {"max_bytes": max_bytes, "deadline": deadline}
+    if cuts:
+        bounds = scene_cuts(source, cut_threshold, max_seconds=max_seconds, max_pixels=max_pixels, **limits)
+    else:
+        if seconds <= 0:
+            raise InputError(f"segment length must be positive, got {seconds}")
+        duration = probe_end(source, **limits)
+        check_seconds(duration, max_seconds, name, "the clip", VIDEO_LIMIT)
+        _check_count(max(1, int(np.ceil(duration / seconds - 1e-9))), max_segments, name)
+        bounds = fixed_windows(duration, seconds)
+    _check_count(len(bounds), max_segments, name)
+    with open_video(source, name, max_bytes=max_bytes) as c:
         if not c.streams.video:
-            raise InputError(f"{name}: the file has no video track")
+            raise InputError(_no_video_message(c, name))
         vs = c.streams.video[0]
-        vs.thread_type = "AUTO"
+        configure_stream(vs)
+        check_frame_size(vs, max_pixels, name)
         as_ = c.streams.audio[0] if (audio and c.streams.audio) else None
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate) if as_ is not None else None
         segs = [Segment(i, a, b) for i, (a, b) in enumerate(bounds)]
@@ -96,7 +132,10 @@ def iter_segments(source: Any, *, seconds: float = 2.0, frames: int = 8, cuts: b
             nonlocal buf, buf_start
             seg = segs[i]
             picked = [(t, f) for _, f, t in best[i] if f is not None]
-            seg.frames = [f.to_image() for _, f in picked]
+            try:
+                seg.frames = [f.to_image() for _, f in picked]
+            except Exception as e:  # noqa: BLE001 - a frame in a format PIL cannot take
+                raise InputError(f"{name}: not a readable video file ({e})") from None
             seg.times = [t for t, _ in picked]
             best[i] = []
             if resampler is not None:
@@ -111,14 +150,18 @@ def iter_segments(source: Any, *, seconds: float = 2.0, frames: int = 8, cuts: b
         streams = [vs] + ([as_] if as_ is not None else [])
         try:
             for frame in c.decode(*streams):
+                check_deadline(deadline, name)
                 if isinstance(frame, av.AudioFrame):
                     for o in resampler.resample(frame):
                         buf.append(o.to_ndarray().reshape(-1))
                     audio_t = (buf_start + sum(len(x) for x in buf)) / sample_rate
+                    check_seconds(audio_t, max_seconds, name, "the clip's sound", VIDEO_LIMIT)
                 else:
                     t = _frame_time(frame)
                     t = last_t + fallback if t is None else t
                     last_t = video_t = t
+                    check_pixels(frame.width, frame.height, max_pixels, name, "a video frame")
+                    check_seconds(t, max_seconds, name, "the clip", VIDEO_LIMIT)
                     for i in range(nxt, len(segs)):
                         if segs[i].start - 1.0 > t:
                             break
@@ -132,7 +175,7 @@ def iter_segments(source: Any, *, seconds: float = 2.0, frames: int = 8, cuts: b
             if resampler is not None:
                 for o in resampler.resample(None):
                     buf.append(o.to_ndarray().reshape(-1))
-        except InputError:
+        except (InputError, GeneratorExit):
             raise
         except Exception as e:  # noqa: BLE001 - a corrupt stream
             if last_t < 0:
