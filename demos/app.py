@@ -3,13 +3,14 @@ examples, a captioning tab and a clip comparison tab. `build_app(model) -> gr.Bl
 arguments and launches it.
 
 No model logic lives here: every answer comes from `MMChat.stream_chat`, `mm.captioning.caption_items`
-and `mm.compare_clips`.
+and `mm.compare_clips`. Uploads reach that code as files, undecoded, so a file it cannot read (or one past
+the model's `limits`) becomes a chat message saying what is wrong, and one warning line in the log.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ from typing import Any
 import gradio as gr
 
 from mm.captioning import caption_items
+from mm.cli.common import recent_history
 from mm.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parent / "assets"
 # Questions the shipped mm-tiny answers correctly (not every image or clip question is reliable yet:
@@ -35,12 +39,40 @@ EXAMPLES = [
 CSS = "#chatbot {min-height: 420px}"
 
 
+def undecoded(image: gr.Image) -> gr.Image:
+    """`image`, made to pass the uploaded file's path on without opening it.
+
+    `gr.Image` opens every upload with PIL before the event handler runs, so an empty file, a sound named
+    .png or a decompression bomb failed inside Gradio (a generic error for the user, a traceback in the
+    log). Undecoded, the file goes to `MMChat`, whose image loader checks it against the model's limits
+    and says what is wrong. (Set on the instance: a `gr.Image` subclass would make Gradio write a .pyi
+    stub beside this file at import.)
+    """
+    decode = image.preprocess
+
+    def preprocess(payload):
+        if payload is None or payload.path is None:  # a pasted data: URL has no file; Gradio decodes it
+            return decode(payload)
+        return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
+
+
 def _user_message(query: str, image: str | None, audio: str | None, video: str | None, first: bool) -> dict[str, Any]:
     content: list[Any] = []
     if first:  # the media belong to the conversation: show them with its first question
         content += [{"path": p} for p in (image, audio, video) if p]
     content.append(query)
     return {"role": "user", "content": content}
+
+
+def _user_text(message: str, paths: tuple[str | None, ...]) -> str:
+    """An error message with Gradio's temporary upload paths shortened to the names the user uploaded."""
+    for path in paths:
+        if path:
+            message = message.replace(path, Path(path).name)
+    return message
 
 
 def build_app(model: Any, title: str = "mm: ask about pictures, sounds and clips") -> gr.Blocks:
@@ -58,13 +90,16 @@ def build_app(model: Any, title: str = "mm: ask about pictures, sounds and clips
         yield chat, history, ""
         try:
             answer = ""
-            for answer, _ in model.stream_chat(query, image=image, audio=audio, video=video, history=history,
+            for answer, _ in model.stream_chat(query, image=image, audio=audio, video=video,
+                                                history=recent_history(history, model.limits),
                                                 max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                                                 top_p=float(top_p)):
                 chat[-1] = {"role": "assistant", "content": answer}
                 yield chat, history, ""
         except InputError as e:  # a bad file is a readable message in the chat, never a traceback
-            chat[-1] = {"role": "assistant", "content": f"⚠️ {e}"}
+            message = _user_text(str(e), (image, audio, video))
+            logger.warning("chat: %s", message)
+            chat[-1] = {"role": "assistant", "content": f"⚠️ {message}"}
             yield chat, history, query
             return
         yield chat, [*history, (query, answer)], ""
@@ -128,7 +163,7 @@ def build_app(model: Any, title: str = "mm: ask about pictures, sounds and clips
         with gr.Tab("Chat"):
             with gr.Row():
                 with gr.Column(scale=2):
-                    image = gr.Image(type="filepath", label="Image", height=240, elem_id="image-input")
+                    image = undecoded(gr.Image(type="filepath", label="Image", height=240, elem_id="image-input"))
                     audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio")
                     video = gr.Video(sources=["upload"], label="Video", height=200, visible=takes_video,
                                      elem_id="video-input")
@@ -188,15 +223,18 @@ def build_app(model: Any, title: str = "mm: ask about pictures, sounds and clips
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mm.cli.common import add_model_args, load_model
+    from mm.cli.common import add_limit_args, add_model_args, load_model, parser, port_number
 
-    p = argparse.ArgumentParser(prog="mm demo", description="Launch the Gradio app.")
+    p = parser("demo", "Launch the Gradio app.")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=port_number, default=7860)
     add_model_args(p)  # --model, --checkpoint, --quant, ... as on every command
+    add_limit_args(p)  # --max-file-mb, --max-image-pixels, ...: the model applies them to every upload
     args = p.parse_args(argv)
-    app = build_app(load_model(args))
-    app.launch(server_name=args.host, server_port=args.port, css=CSS)
+    model = load_model(args)
+    app = build_app(model)
+    # Gradio refuses bigger uploads itself, before they are written to disk.
+    app.launch(server_name=args.host, server_port=args.port, css=CSS, max_file_size=model.limits.max_file_bytes)
     return 0
 
 

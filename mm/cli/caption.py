@@ -20,7 +20,15 @@ import json
 import sys
 from pathlib import Path
 
-from mm.cli.common import add_generation_args, add_model_args, generation_kwargs, load_model, parser
+from mm.cli.common import (
+    add_generation_args,
+    add_limit_args,
+    add_model_args,
+    generation_kwargs,
+    load_model,
+    parser,
+    positive_int,
+)
 
 
 def main(argv: list[str]) -> int:
@@ -31,20 +39,22 @@ def main(argv: list[str]) -> int:
     p.add_argument("paths", nargs="+", help="files, directories or WebDataset .tar shards")
     p.add_argument("--out", required=True, help="output JSONL file")
     p.add_argument("--resume", action="store_true", help="skip items already in --out and append")
-    p.add_argument("--batch-size", type=int, default=8, help="items generated together")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="items generated together (default: 8)")
     p.add_argument("--prompt", default=None, help="request for every item (default: Describe the image/sound/clip.)")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the default prompt")
     p.add_argument("--no-recursive", action="store_true", help="do not descend into subdirectories")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_args(p)
     add_generation_args(p)
+    add_limit_args(p)
     p.set_defaults(max_new_tokens=64)
     args = p.parse_args(argv)
-    if args.batch_size < 1:
-        p.error("--batch-size must be >= 1")
     out = Path(args.out)
     if out.is_dir():
         raise InputError(f"{out}: --out must be a file, not a directory")
+    blocking = next((d for d in out.parents if d.exists() and not d.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"{blocking}: is a file, so --out {out} cannot be written under it")
     shards = [Path(x) for x in args.paths if x.endswith(".tar")]
     others = [x for x in args.paths if not x.endswith(".tar")]
     if shards and others:

@@ -21,10 +21,12 @@ from pathlib import Path
 
 from mm.cli.common import (
     add_generation_args,
+    add_limit_args,
     add_model_args,
     generation_kwargs,
     load_model,
     parser,
+    recent_history,
     stream_to,
 )
 
@@ -95,7 +97,8 @@ def interactive(model, images: list[str], audios: list[str], gen: dict, videos: 
         try:
             sys.stdout.write("mm> ")
             answer = stream_to(model.stream_chat(line, image=images or None, audio=audios or None,
-                                                 video=videos or None, history=history, **gen))
+                                                 video=videos or None,
+                                                 history=recent_history(history, model.limits), **gen))
         except InputError as e:
             print(f"\nerror: {e}", file=sys.stderr)
             continue
@@ -110,6 +113,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--video", action="append", default=[], help="video file (repeatable)")
     add_model_args(p)
     add_generation_args(p)
+    add_limit_args(p)
     args = p.parse_args(argv)
     model = load_model(args)
     if args.query is None:

@@ -19,7 +19,6 @@ from mm.cli.common import parser
 def main(argv: list[str]) -> int:
     from mm.config import MMConfig, list_presets, preset
     from mm.device import resolve_dtype
-    from mm.errors import InputError
     from mm.info import components, format_quant, format_table, quant_memory
 
     p = parser("info", __doc__)
@@ -40,11 +39,7 @@ def main(argv: list[str]) -> int:
     cfg = MMConfig.load(Path(model) / "config.json") if Path(model).is_dir() else preset(model)
     mem = None
     if args.quant:
-        try:
-            dtype = resolve_dtype(args.dtype)
-        except ValueError as e:
-            raise InputError(str(e)) from None
-        mem = quant_memory(cfg, args.quant, dtype)
+        mem = quant_memory(cfg, args.quant, resolve_dtype(args.dtype))
     if args.json:
         out = {"name": cfg.name, "components": [c.__dict__ for c in components(cfg)]}
         if mem is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from mm.cli.common import parser
+from mm.cli.common import non_negative_int, parser, positive_int, seed_int
 
 
 def main(argv: list[str]) -> int:
@@ -22,15 +22,13 @@ def main(argv: list[str]) -> int:
     p = parser("synth", __doc__)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--split", choices=list(SPLITS), default="train")
-    p.add_argument("--images", type=int, default=1000, help="number of scenes")
-    p.add_argument("--sounds", type=int, default=500, help="number of sound clips")
-    p.add_argument("--videos", type=int, default=0, help="number of clips (H.264 + AAC mp4)")
-    p.add_argument("--pairs", type=int, default=0, help="number of clip pairs for comparison questions")
-    p.add_argument("--seed", type=int, default=0, help="world seed (the split picks its own stream from it)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--images", type=non_negative_int, default=1000, help="number of scenes")
+    p.add_argument("--sounds", type=non_negative_int, default=500, help="number of sound clips")
+    p.add_argument("--videos", type=non_negative_int, default=0, help="number of clips (H.264 + AAC mp4)")
+    p.add_argument("--pairs", type=non_negative_int, default=0, help="number of clip pairs for comparison questions")
+    p.add_argument("--seed", type=seed_int, default=0, help="world seed (the split picks its own stream from it)")
+    p.add_argument("--workers", type=positive_int, default=2)
     args = p.parse_args(argv)
-    if min(args.images, args.sounds, args.videos, args.pairs) < 0:
-        p.error("--images, --sounds, --videos and --pairs must be >= 0")
     t0 = time.perf_counter()
     manifest = write_split(args.out, args.split, args.images, args.sounds, args.seed, args.workers,
                            n_videos=args.videos, n_pairs=args.pairs)

@@ -9,7 +9,7 @@ Examples:
 
 from __future__ import annotations
 
-from mm.cli.common import add_model_args, load_model, parser
+from mm.cli.common import add_limit_args, add_model_args, load_model, parser, positive_float, positive_int
 
 
 def main(argv: list[str]) -> int:
@@ -20,17 +20,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--stage", choices=["bridge", "instruct"], help="train one stage on --data")
     p.add_argument("--data", default=None, help="training data: .jsonl, LLaVA/COCO .json, AudioCaps/Clotho .csv, "
                    "or comma-separated WebDataset .tar shards")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--steps", type=positive_int, default=1000)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--grad-accum", type=positive_int, default=1)
+    p.add_argument("--lr", type=positive_float, default=1e-4)
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
-    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-r", type=positive_int, default=8)
     p.add_argument("--merge-lora", action="store_true", help="fold LoRA adapters into the saved LLM")
     p.add_argument("--full-llm", action="store_true",
                    help="instruct stage: train every LLM weight instead of LoRA (small LLMs only)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
     add_model_args(p)
+    add_limit_args(p)
     args = p.parse_args(argv)
     if bool(args.recipe) == bool(args.stage):
         p.error("give exactly one of --recipe or --stage")
