@@ -4,7 +4,9 @@
 Items that cannot be read become results with an `error` (on_error="skip") or raise (on_error="raise");
 readable items are captioned in left-padded batches, one forward per step for the whole batch.
 `caption_files` walks paths, writes one JSON line per item as it goes and skips what the output already
-holds, so an interrupted run over many files loses nothing.
+holds, so an interrupted run over many files loses nothing. On resume a file is the same item however it
+is named (`dir/a.png`, `./dir/a.png`, `dir/../dir/a.png`, the absolute path), and a last line torn by a
+crash (even inside a multi-byte character) is dropped and redone.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from mm.errors import InputError
+from mm.limits import DEFAULT_LIMITS, Limits
 from mm.media import Prepared, prepare_media
 from mm.prompt import CAPTION_PROMPTS
 
@@ -39,19 +43,37 @@ def _name(item: Any, i: int) -> str:
     return str(item) if isinstance(item, (str, Path)) else f"<item {i}>"
 
 
+def _prompts(prompt: Any, n: int) -> list[str | None]:
+    """`prompt` (None, one request, or one per item: any sequence or iterable of them) -> one per item."""
+    if prompt is None or isinstance(prompt, str):
+        return [prompt] * n
+    if isinstance(prompt, bytes) or not isinstance(prompt, Iterable):
+        raise InputError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
+    prompts = list(prompt)  # a generator or an array: read it once, here
+    if len(prompts) != n:
+        raise InputError(f"{len(prompts)} prompts for {n} items")
+    for i, p in enumerate(prompts):
+        if p is not None and not isinstance(p, str):
+            raise InputError(f"prompt {i} must be a string, got {type(p).__name__}")
+    return prompts
+
+
 def caption_items(chat: Any, items: Sequence[Any], *, batch_size: int = 8, prompt: str | Sequence[str] | None = None,
                   lang: str = "en", on_error: str = "raise", names: Sequence[str] | None = None,
-                  **gen: Any) -> list[CaptionResult]:
+                  limits: Limits | None = None, **gen: Any) -> list[CaptionResult]:
     """One result per item, in order. `prompt`: one request for all items or one per item (default: the
-    modality's "Describe ..." prompt in `lang`)."""
-    from mm.chat import infer_modality
+    modality's "Describe ..." prompt in `lang`). Each item is decoded within `limits` (default: the
+    model's), with its own deadline."""
+    from mm.chat import check_batch_size, infer_modality
 
     if on_error not in ("skip", "raise"):
         raise InputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     if lang not in ("en", "zh"):
         raise InputError(f"lang must be 'en' or 'zh', got {lang!r}")
-    if isinstance(prompt, (list, tuple)) and len(prompt) != len(items):
-        raise InputError(f"{len(prompt)} prompts for {len(items)} items")
+    batch_size = check_batch_size(batch_size)
+    limits = limits if limits is not None else getattr(chat, "limits", DEFAULT_LIMITS)
+    items = list(items)
+    prompts = _prompts(prompt, len(items))
     names = list(names) if names is not None else [_name(x, i) for i, x in enumerate(items)]
     results: list[CaptionResult] = []
     requests: list[tuple[str, list, list[Prepared]]] = []
@@ -63,18 +85,18 @@ def caption_items(chat: Any, items: Sequence[Any], *, batch_size: int = 8, promp
                 modality, item = item.modality, item.data
             else:
                 modality = infer_modality(item)
-            prepared = prepare_media(chat.model, modality, item)
+            deadline = time.monotonic() + limits.deadline_seconds
+            prepared = prepare_media(chat.model, modality, item, limits=limits, deadline=deadline)
         except InputError as e:
             if on_error == "raise":
                 raise InputError(f"item {i}: {e}") from None
             results.append(CaptionResult(names[i], modality, None, str(e)))
             continue
-        text = prompt[i] if isinstance(prompt, (list, tuple)) else prompt
         kind = prepared[0].modality if len(prepared) == 1 else "video"
-        requests.append((text or CAPTION_PROMPTS[kind][lang][0], [], prepared))
+        requests.append((prompts[i] or CAPTION_PROMPTS[kind][lang][0], [], prepared))
         slots.append(len(results))
         results.append(CaptionResult(names[i], modality, None))
-    captions = chat.answer_batch(requests, batch_size=batch_size, **gen) if requests else []
+    captions = chat.answer_batch(requests, batch_size=batch_size, limits=limits, **gen) if requests else []
     for k, text in zip(slots, captions):
         results[k].caption = text
     failed = [r for r in results if r.error]
@@ -103,22 +125,49 @@ def media_files(paths: Iterable[str | Path], recursive: bool = True) -> Iterator
             raise InputError(f"{p}: no such file or directory")
 
 
+def _lines(out: Path) -> list[str]:
+    """The lines of a JSONL file; a line that is not UTF-8 (torn inside a character) is left out."""
+    lines = []
+    for raw in out.read_bytes().split(b"\n"):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            continue
+    return lines
+
+
 def done_paths(out: Path) -> set[str]:
-    """Paths already in a captions JSONL file (a torn last line from a crash is ignored)."""
+    """Paths already in a captions JSONL file, as written (a torn or unreadable line is ignored)."""
     done: set[str] = set()
     if not out.exists():
         return done
-    with out.open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                done.add(json.loads(line)["path"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
+    for line in _lines(out):
+        try:
+            path = json.loads(line)["path"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+        if isinstance(path, str):
+            done.add(path)
     return done
 
 
+def path_key(path: str | Path) -> str:
+    """One key per file however it is named: relative or absolute, with `.` or `..`, through a symlink."""
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):  # a symlink loop, a name too long: fall back to the plain spelling
+        return os.path.abspath(path)
+
+
+def _shard_key(name: str) -> str:
+    """`SHARD::KEY` with the shard's path normalised like `path_key`."""
+    shard, sep, key = name.rpartition("::")
+    return f"{path_key(shard)}::{key}" if sep else path_key(name)
+
+
 def _trim_torn_line(out: Path) -> None:
-    """Drop a partial last line (no newline) left by a crash, so appends start on a fresh line."""
+    """Drop a partial last line (no newline) left by a crash, so appends start on a fresh line. Bytes, not
+    text: the tear may be inside a multi-byte UTF-8 character."""
     if not out.exists() or out.stat().st_size == 0:
         return
     with out.open("rb+") as f:
@@ -129,27 +178,48 @@ def _trim_torn_line(out: Path) -> None:
         f.truncate(data.rfind(b"\n") + 1)
 
 
+def _resume(out: Path, resume: bool, key: Any) -> set[str]:
+    """Keys of the items `out` already holds (the torn tail dropped first, so it is done again), or an
+    empty set when not resuming."""
+    if not resume:
+        return set()
+    _trim_torn_line(out)
+    return {key(p) for p in done_paths(out)}
+
+
 def caption_files(chat: Any, files: Sequence[Path], out: str | Path, *, resume: bool = False, batch_size: int = 8,
                   chunk: int = 64, progress: bool = True, **kwargs: Any) -> dict[str, int]:
     """Caption `files` into the JSONL file `out`, `chunk` items at a time, flushing after each chunk.
 
-    With `resume`, files already in `out` are skipped; without it an existing `out` is replaced.
+    With `resume`, files already in `out` are skipped (compared by `path_key`: the same file named another
+    way is the same item); without it an existing `out` is replaced. `prompt` may be one per file.
     Returns counts: total, skipped (already done), captioned, failed.
     """
     from tqdm import tqdm
 
+    from mm.chat import check_batch_size
+
+    check_batch_size(batch_size)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"chunk must be a whole number >= 1, got {chunk!r}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = done_paths(out) if resume else set()
-    if resume:
-        _trim_torn_line(out)
-    todo = [f for f in files if str(f) not in done]
+    files = list(files)
+    prompts = _prompts(kwargs.pop("prompt", None), len(files))
+    done = _resume(out, resume, path_key)
+    todo, seen = [], set()
+    for f, p in zip(files, prompts):
+        key = path_key(f)
+        if key not in done and key not in seen:  # a file named twice in `files` is captioned once
+            todo.append((f, p))
+            seen.add(key)
     counts = {"total": len(files), "skipped": len(files) - len(todo), "captioned": 0, "failed": 0}
     with out.open("a" if resume else "w", encoding="utf-8") as f, \
             tqdm(total=len(todo), desc="captioning", unit="item", disable=not progress) as bar:
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
-            results = caption_items(chat, [str(p) for p in part], batch_size=batch_size, on_error="skip", **kwargs)
+            results = caption_items(chat, [str(f) for f, _ in part], prompt=[p for _, p in part],
+                                    batch_size=batch_size, on_error="skip", **kwargs)
             for r in results:
                 f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
                 counts["failed" if r.error else "captioned"] += 1
@@ -172,9 +242,7 @@ def caption_shards(chat: Any, shards: Sequence[Path], out: str | Path, *, rank: 
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = done_paths(out) if resume else set()
-    if resume:
-        _trim_torn_line(out)
+    done = _resume(out, resume, _shard_key)
     mine = list(shards)[rank::world_size]
     counts = {"total": 0, "skipped": 0, "captioned": 0, "failed": 0}
     with out.open("a" if resume else "w", encoding="utf-8") as f, \
@@ -196,7 +264,7 @@ def caption_shards(chat: Any, shards: Sequence[Path], out: str | Path, *, rank: 
             for rec in read_webdataset([shard]):
                 counts["total"] += 1
                 name = f"{shard}::{rec.id}"
-                if name in done:
+                if _shard_key(name) in done:
                     counts["skipped"] += 1
                     continue
                 modality, data = rec.media[0]
@@ -222,7 +290,7 @@ def merge_parts(parts: Sequence[Path], out: Path) -> int:
     n = 0
     with tmp.open("w", encoding="utf-8") as f:
         for part in parts:
-            for line in part.read_text(encoding="utf-8").splitlines():
+            for line in _lines(part):
                 if line.strip():
                     f.write(line + "\n")
                     n += 1

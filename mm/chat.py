@@ -6,6 +6,8 @@ Shape letters: B batch, T tokens, Q slots of one item, E LLM width, D Q-Former w
 from __future__ import annotations
 
 import logging
+import numbers
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,10 +20,11 @@ from transformers import PreTrainedTokenizerBase
 
 from encoders.video_io import VIDEO_EXTENSIONS
 from mm.errors import InputError
-from mm.generation import GenerationConfig, generate
+from mm.generation import GenerationConfig, generate, make_generator, short_repr
+from mm.limits import DEFAULT_LIMITS, Limits
 from mm.media import EmbeddingCache, Prepared, as_list, batch_inputs, prepare, prepare_media
 from mm.model import MODALITIES, MMModel
-from mm.prompt import build_prompt, expand_placeholders, get_template, stop_token_ids
+from mm.prompt import expand_placeholders, fit_history, get_template, stop_token_ids
 from mm.tokenizer import add_media_tokens
 
 logger = logging.getLogger(__name__)
@@ -35,13 +38,21 @@ class Reply:
     history: History  # history including this response
     prompt_tokens: int  # prompt length, media slots included
     completion_tokens: int  # tokens generated so far
-    finish_reason: str | None  # None while streaming; "stop" (end token) or "length" (max_new_tokens)
+    # None while streaming; "stop" (end token), "length" (max_new_tokens) or "deadline" (the request's
+    # deadline, `Limits.deadline_seconds` by default, passed: the answer so far is cut short)
+    finish_reason: str | None
 
 
 class MMChat:
-    """A loaded model with its tokenizer, ready to chat. Build with `mm.load(...)`."""
+    """A loaded model with its tokenizer, ready to chat. Build with `mm.load(...)`.
 
-    def __init__(self, model: MMModel, tokenizer: PreTrainedTokenizerBase, *, cache_size: int = 64) -> None:
+    `limits` bounds the work one call may cause (file sizes, pixels, seconds of sound and video, history,
+    the deadline); every call may pass its own `limits=` instead (a server passes its own).
+    """
+
+    def __init__(self, model: MMModel, tokenizer: PreTrainedTokenizerBase, *, cache_size: int = 64,
+                 limits: Limits | None = None) -> None:
+        self.limits = self._limits(limits, DEFAULT_LIMITS)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.template = get_template(model.config.llm.template)
@@ -63,12 +74,22 @@ class MMChat:
     def dtype(self) -> torch.dtype:
         return next(self.model.llm.parameters()).dtype
 
+    @staticmethod
+    def _limits(limits: Limits | None, default: Limits) -> Limits:
+        if limits is None:
+            return default
+        if not isinstance(limits, Limits):
+            raise InputError(f"limits must be an mm.limits.Limits, got {type(limits).__name__}")
+        return limits
+
     # -- media ------------------------------------------------------------------------------------
 
-    def _collect(self, image: Any, audio: Any, video: Any = None) -> list[Prepared]:
-        items = [prepare(self.model, "image", x) for x in as_list(image)]
-        items += [prepare(self.model, "audio", x) for x in as_list(audio)]
-        items += [p for x in as_list(video) for p in prepare_media(self.model, "video", x)]
+    def _collect(self, image: Any, audio: Any, video: Any = None, *, limits: Limits | None = None,
+                 deadline: float | None = None) -> list[Prepared]:
+        kw = {"limits": self._limits(limits, self.limits), "deadline": deadline}
+        items = [prepare(self.model, "image", x, **kw) for x in as_list(image)]
+        items += [prepare(self.model, "audio", x, **kw) for x in as_list(audio)]
+        items += [p for x in as_list(video) for p in prepare_media(self.model, "video", x, **kw)]
         if len(items) > self.config.max_media:
             raise InputError(f"{len(items)} media items given (a video with sound counts as two); this model "
                              f"takes at most {self.config.max_media}")
@@ -100,53 +121,87 @@ class MMChat:
     def _prompt(self, query: str, history: History, items: Sequence[Prepared],
                 embeds: Sequence[torch.Tensor], max_new_tokens: int) -> list[int]:
         """Expanded prompt ids; the oldest history turns are dropped first when it is too long."""
-        if not isinstance(query, str) or not query.strip():
+        query = _text("the question", query)
+        if not query.strip():
             raise InputError("the question is empty")
+        context = self.config.llm.max_position_embeddings
+        if max_new_tokens >= context:
+            raise InputError(f"max_new_tokens={short_repr(max_new_tokens)} leaves no room for the prompt: the "
+                             f"model's context is {context} tokens")
+        limit = context - max_new_tokens
         placeholders = [self.model.media_token_ids[p.modality] for p in items]
-        limit = self.config.llm.max_position_embeddings - max_new_tokens
-        history = list(history)
-        while True:
-            ids, _ = build_prompt(self.tokenizer, self.template, [*history, (query, None)], placeholders)
-            ids, _ = expand_placeholders(ids, set(self.model.media_token_ids.values()), [len(e) for e in embeds])
-            if len(ids) <= limit:
-                return ids
-            if not history:
-                raise InputError(
-                    f"the prompt is {len(ids)} tokens; with max_new_tokens={max_new_tokens} the model's limit is "
-                    f"{limit}. Shorten the question, use fewer media items or lower max_new_tokens."
-                )
-            logger.info("prompt too long (%d tokens): dropping the oldest history turn", len(ids))
-            history.pop(0)
+        extra = sum(len(e) for e in embeds) - len(embeds)  # slots that expansion adds beyond one per item
+        ids, dropped = fit_history(self.tokenizer, self.template, history, query, placeholders, limit, extra)
+        if len(ids) + extra > limit:
+            raise InputError(
+                f"the prompt is {len(ids) + extra} tokens; with max_new_tokens={max_new_tokens} only {limit} of the "
+                f"model's {context}-token context are left. Shorten the question, use fewer media items or lower "
+                "max_new_tokens."
+            )
+        if dropped:
+            logger.info("prompt too long: dropped the %d oldest of %d history turns", dropped, len(history))
+        ids, _ = expand_placeholders(ids, set(self.model.media_token_ids.values()), [len(e) for e in embeds])
+        return ids
 
-    @staticmethod
-    def _history(history: Any) -> History:
+    def _history(self, history: Any, limits: Limits | None = None) -> History:
+        """(query, response) pairs as strings, within `limits.max_history_turns` and `max_history_bytes`."""
+        limits = self._limits(limits, self.limits)
         if history is None:
             return []
+        if isinstance(history, (str, bytes)):
+            raise InputError("history must be a list of (query, response) pairs")
+        n = len(history) if hasattr(history, "__len__") else None
+        pairs = []
         try:
-            return [(str(q), str(a)) for q, a in history]
+            for q, a in history:
+                pairs.append((q, a))
+                if len(pairs) > limits.max_history_turns:  # stop reading a huge (or endless) history early
+                    break
         except (TypeError, ValueError):
             raise InputError("history must be a list of (query, response) pairs") from None
+        if len(pairs) > limits.max_history_turns:
+            what = f"{n} turns, more than" if n is not None else "more turns than"  # an iterator has no length
+            raise InputError(f"the history has {what} the limit of {limits.max_history_turns} "
+                             "(raise it with Limits(max_history_turns=...), --max-history-turns)")
+        out: History = []
+        size = 0
+        for i, (q, a) in enumerate(pairs):
+            q, a = _text(f"history turn {i}", q, convert=True), _text(f"history turn {i}", a, convert=True)
+            size += len(q.encode("utf-8")) + len(a.encode("utf-8"))
+            if size > limits.max_history_bytes:
+                raise InputError(f"the history holds more than {limits.max_history_bytes} bytes of text, the limit "
+                                 "(raise it with Limits(max_history_bytes=...), --max-history-kb)")
+            out.append((q, a))
+        return out
 
     # -- chat -------------------------------------------------------------------------------------
 
     def respond(
         self, query: str, *, image: Any = None, audio: Any = None, video: Any = None, history: Any = None,
         max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
-        repetition_penalty: float = 1.0, seed: int | None = None,
+        repetition_penalty: float = 1.0, seed: int | None = None, limits: Limits | None = None,
+        deadline: float | None = None,
     ) -> Iterator[Reply]:
-        """The generation behind `stream_chat`, with token counts and why it stopped (for servers)."""
+        """The generation behind `stream_chat`, with token counts and why it stopped (for servers).
+
+        `deadline` is a `time.monotonic()` value (default: now + `limits.deadline_seconds`): media decoding
+        past it raises InputError, generation past it stops with `finish_reason="deadline"`.
+        """
+        limits = self._limits(limits, self.limits)
+        if deadline is None:
+            deadline = time.monotonic() + limits.deadline_seconds
         cfg = GenerationConfig(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
-        hist = self._history(history)
-        items = self._collect(image, audio, video)
+        generator = make_generator(seed, self.device)
+        hist = self._history(history, limits)
+        if not _text("the question", query).strip():
+            raise InputError("the question is empty")  # before any media is decoded
+        items = self._collect(image, audio, video, limits=limits, deadline=deadline)
         embeds = self._embed(items)
-        ids = self._prompt(query, hist, items, embeds, max_new_tokens)
+        ids = self._prompt(query, hist, items, embeds, cfg.max_new_tokens)
         input_ids = torch.tensor([ids], device=self.device)
         media = torch.cat(embeds).to(self.dtype) if embeds else None
         with torch.no_grad():
             inputs_embeds = self.model.splice(input_ids, media)
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(seed)
         tokens: list[int] = []
         text = ""
         finish = "length"
@@ -154,6 +209,11 @@ class MMChat:
             t = int(tok[0])
             if t in self.stop_ids:
                 finish = "stop"
+                break
+            if time.monotonic() > deadline:
+                finish = "deadline"
+                logger.warning("the request's deadline passed after %d generated tokens: answer cut short",
+                               len(tokens))
                 break
             tokens.append(t)
             new = self.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -180,12 +240,15 @@ class MMChat:
     def answer_batch(
         self, requests: Sequence[tuple[str, History, Sequence[Prepared]]], *, batch_size: int = 16,
         max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
-        repetition_penalty: float = 1.0, seed: int | None = None,
+        repetition_penalty: float = 1.0, seed: int | None = None, limits: Limits | None = None,
     ) -> list[str]:
         """Answers for many (query, history, prepared media) requests: left-padded batches, one forward
         per step for the whole batch. Under greedy decoding each answer equals what `chat` gives."""
         cfg = GenerationConfig(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
-        generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        check_batch_size(batch_size)
+        generator = make_generator(seed, self.device)
+        limits = self._limits(limits, self.limits)
+        requests = [(q, self._history(h, limits), items) for q, h, items in requests]
         pad = self.tokenizer.pad_token_id or 0
         answers: list[str] = []
         for start in range(0, len(requests), batch_size):
@@ -193,7 +256,7 @@ class MMChat:
             rows, media = [], []
             for query, history, items in chunk:
                 embeds = self._embed(items)
-                rows.append(self._prompt(query, list(history), items, embeds, max_new_tokens))
+                rows.append(self._prompt(query, history, items, embeds, cfg.max_new_tokens))
                 media.extend(embeds)
             t = max(map(len, rows))
             ids = torch.full((len(rows), t), pad, dtype=torch.long, device=self.device)
@@ -216,22 +279,25 @@ class MMChat:
     def chat(
         self, query: str, *, image: Any = None, audio: Any = None, video: Any = None, history: Any = None,
         max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
-        repetition_penalty: float = 1.0, seed: int | None = None,
+        repetition_penalty: float = 1.0, seed: int | None = None, limits: Limits | None = None,
     ) -> tuple[str, History]:
         """Answer `query` about `image` / `audio` / `video` (a path, bytes, PIL image, (wave, sr) pair, or a
         list). A video's frames and its sound track are both given to the model.
 
         Returns (response, history); pass the history (and the same media) back for a follow-up. The media
-        is encoded once and cached by content.
+        is encoded once and cached by content. When the history does not fit the model's context, its
+        oldest turns are left out of the prompt (the returned history still holds them). `limits` replaces
+        the model's limits for this call; see `respond` for the deadline.
         """
         (reply,) = deque(self.respond(query, image=image, audio=audio, video=video, history=history,
                                       max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                      top_k=top_k, repetition_penalty=repetition_penalty, seed=seed), maxlen=1)
+                                      top_k=top_k, repetition_penalty=repetition_penalty, seed=seed,
+                                      limits=limits), maxlen=1)
         return reply.text, reply.history
 
     def caption(
         self, items: Any, *, batch_size: int = 8, prompt: str | Sequence[str] | None = None,
-        lang: str = "en", on_error: str = "raise", **gen: Any,
+        lang: str = "en", on_error: str = "raise", limits: Limits | None = None, **gen: Any,
     ) -> list[str | None]:
         """One caption per item (images, sounds and clips may be mixed; order is kept), generated in batches.
 
@@ -239,25 +305,30 @@ class MMChat:
         "Describe the sound." / "Describe the clip." in `lang` ("en" or "zh"). An unreadable item raises
         InputError (`on_error="raise"`) or gets None and a logged warning (`on_error="skip"`; use
         `mm.captioning.caption_items` for the error messages). `gen` takes the generation settings of `chat`.
+        Each item is decoded within `limits` (default: the model's), its deadline counted per item.
         """
         from mm.captioning import caption_items
 
         results = caption_items(self, as_list(items), batch_size=batch_size, prompt=prompt, lang=lang,
-                                on_error=on_error, **gen)
+                                on_error=on_error, limits=limits, **gen)
         return [r.caption for r in results]
 
     # -- embeddings -------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def embed(self, items: Any, modality: str | None = None) -> torch.Tensor:
-        """(B, D) mean-pooled Q-Former outputs, L2-normalised, for retrieval and clip comparison."""
+    def embed(self, items: Any, modality: str | None = None, *, limits: Limits | None = None) -> torch.Tensor:
+        """(B, D) mean-pooled Q-Former outputs, L2-normalised, for retrieval and clip comparison.
+
+        Each item is decoded within `limits` (default: the model's), its deadline counted per item."""
+        limits = self._limits(limits, self.limits)
         items = as_list(items)
         if not items:
             raise InputError("no items to embed")
         out = []
         for item in items:
             m = modality or infer_modality(item)
-            p = prepare_media(self.model, m, item)[0]  # a clip is embedded by its frames
+            deadline = time.monotonic() + limits.deadline_seconds
+            p = prepare_media(self.model, m, item, limits=limits, deadline=deadline)[0]  # a clip: its frames
             inputs = batch_inputs(self.model, p.modality, [p], self.device)
             tokens = self.model.bridge_tokens(p.modality, inputs)[0]  # (Q, D)
             out.append(torch.nn.functional.normalize(tokens.float().mean(0), dim=-1))
@@ -281,6 +352,27 @@ class MMChat:
         save_file(state, str(directory / ("bridge.safetensors" if bridge_only else "model.safetensors")))
         self.tokenizer.save_pretrained(directory)
         return directory
+
+
+def _text(what: str, value: Any, *, convert: bool = False) -> str:
+    """`value` as a str that is well-formed (encodes as UTF-8: no lone surrogates); with `convert`, other
+    values go through str() (history turns have always been converted)."""
+    if not isinstance(value, str):
+        if not convert:
+            raise InputError(f"{what} must be text, got {type(value).__name__}")
+        value = str(value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{what} is not well-formed text (it holds a lone surrogate such as \\ud800)") from None
+    return value
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """`batch_size` must be a whole number >= 1 (range() would fail on 0 and silently do nothing below)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number >= 1, got {short_repr(batch_size)}")
+    return int(batch_size)
 
 
 MEDIA_EXTENSIONS = {

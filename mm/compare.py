@@ -13,6 +13,7 @@ seeing both, says how they differ.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 
 from encoders.video_segments import Segment, iter_segments
 from mm.errors import InputError
+from mm.limits import DEFAULT_LIMITS, Limits
 from mm.media import _prepared, batch_inputs
 from mm.synth.clip_text import COMPARE_PROMPTS
 
@@ -100,19 +102,43 @@ def _embed_segments(chat: Any, segments: list[Segment], batch: int = 16) -> tupl
     return torch.stack(video).numpy(), (torch.stack(audio).numpy() if with_audio else None)
 
 
+def _positive_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InputError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    return seconds
+
+
 def compare_clips(a: str | Path, b: str | Path, *, model: Any, segment_seconds: float = 2.0, cuts: bool = False,
                   cut_threshold: float = 0.25, describe: bool = True, lang: str = "en", top: int = 3,
-                  max_new_tokens: int = 64) -> ClipComparison:
-    """Compare clips `a` and `b` with `model` (an `MMChat` whose model takes video); see the module doc."""
+                  max_new_tokens: int = 64, limits: Limits | None = None) -> ClipComparison:
+    """Compare clips `a` and `b` with `model` (an `MMChat` whose model takes video); see the module doc.
+
+    Each clip is decoded within `limits` (default: the model's): its bytes, frame size and length, at most
+    `limits.max_clip_segments` segments (a clip of 600 s in windows of 0.001 s would be 600000), and the
+    deadline, counted per clip.
+    """
     if "video" not in model.config.modalities:
         raise InputError(f"this model does not take video input (it takes: {', '.join(model.config.modalities)})")
     if lang not in COMPARE_PROMPTS:
         raise InputError(f"lang must be one of {', '.join(COMPARE_PROMPTS)}, got {lang!r}")
+    segment_seconds = _positive_seconds("segment_seconds (--segment)", segment_seconds)
+    limits = limits if limits is not None else getattr(model, "limits", DEFAULT_LIMITS)
+    if not isinstance(limits, Limits):
+        raise InputError(f"limits must be an mm.limits.Limits, got {type(limits).__name__}")
     frames = model.config.video.frames
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    kw = {"seconds": segment_seconds, "frames": frames, "cuts": cuts, "cut_threshold": cut_threshold}
-    seg_a, seg_b = list(iter_segments(a, **kw)), list(iter_segments(b, **kw))
+    kw = {"seconds": segment_seconds, "frames": frames, "cuts": cuts, "cut_threshold": cut_threshold,
+          "max_seconds": limits.max_video_seconds, "max_pixels": limits.max_image_pixels,
+          "max_bytes": limits.max_file_bytes, "max_segments": limits.max_clip_segments}
+    seg_a = list(iter_segments(a, **kw, deadline=time.monotonic() + limits.deadline_seconds))
+    seg_b = list(iter_segments(b, **kw, deadline=time.monotonic() + limits.deadline_seconds))
     if not seg_a or not seg_b:
         raise InputError(f"{a if not seg_a else b}: no frames could be decoded")
     seconds["decode"] = time.perf_counter() - t0
@@ -141,8 +167,9 @@ def compare_clips(a: str | Path, b: str | Path, *, model: Any, segment_seconds: 
                             None if a_along is None else float(a_along.mean()), differing, seconds=seconds)
     if describe:
         t0 = time.perf_counter()
-        caps = model.caption([str(a), str(b)], lang=lang, max_new_tokens=max_new_tokens)
+        caps = model.caption([str(a), str(b)], lang=lang, max_new_tokens=max_new_tokens, limits=limits)
         result.descriptions = {"a": caps[0], "b": caps[1]}
-        result.difference, _ = model.chat(COMPARE_PROMPTS[lang], video=[str(a), str(b)], max_new_tokens=max_new_tokens)
+        result.difference, _ = model.chat(COMPARE_PROMPTS[lang], video=[str(a), str(b)], max_new_tokens=max_new_tokens,
+                                          limits=limits)
         seconds["describe"] = time.perf_counter() - t0
     return result

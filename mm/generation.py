@@ -9,8 +9,11 @@ and position ids.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
@@ -27,16 +30,64 @@ class GenerationConfig:
     repetition_penalty: float = 1.0  # >1 discourages tokens already generated (CTRL's penalty)
 
     def __post_init__(self) -> None:
+        # Checked here, at the one place every surface passes through: a float or a NaN that slipped in
+        # would otherwise surface as a confusing torch error (or a silently empty answer) much later.
+        self.max_new_tokens = _whole("max_new_tokens", self.max_new_tokens)
         if self.max_new_tokens < 1:
-            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise InputError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        self.temperature = _finite("temperature", self.temperature)
         if self.temperature < 0:
             raise InputError(f"temperature must be >= 0, got {self.temperature}")
+        self.top_p = _finite("top_p", self.top_p)
         if not 0 < self.top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
+        self.top_k = _whole("top_k", self.top_k)
         if self.top_k < 0:
             raise InputError(f"top_k must be >= 0, got {self.top_k}")
+        self.repetition_penalty = _finite("repetition_penalty", self.repetition_penalty)
         if self.repetition_penalty <= 0:
             raise InputError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+
+def _whole(name: str, value: Any) -> int:
+    """`value` as an int; floats (even 1e9), bools and strings are refused rather than rounded."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name} must be a whole number, got {short_repr(value)}")
+    return int(value)
+
+
+def _finite(name: str, value: Any) -> float:
+    """`value` as a finite float; NaN, infinities and ints too large for a float are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a number, got {short_repr(value)}")
+    try:
+        out = float(value)
+    except OverflowError:
+        out = math.inf
+    if not math.isfinite(out):
+        raise InputError(f"{name} must be a finite number, got {short_repr(value)}")
+    return out
+
+
+def short_repr(value: Any) -> str:
+    """repr(value) for an error message, shortened (and safe for huge ints)."""
+    if isinstance(value, int) and value.bit_length() > 128:  # repr of a 5000-digit int raises
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+SEED_RANGE = 2**64  # torch.Generator.manual_seed takes a 64-bit seed
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:
+    """A seeded generator for sampling, or None without a seed. The seed must be an int in [0, 2**64)."""
+    if seed is None:
+        return None
+    seed = _whole("seed", seed)
+    if not 0 <= seed < SEED_RANGE:
+        raise InputError(f"seed must be between 0 and 2**64 - 1, got {short_repr(seed)}")
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def next_token(

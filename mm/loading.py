@@ -33,6 +33,7 @@ from mm.chat import MMChat
 from mm.config import MMConfig, apply_overrides, preset
 from mm.device import resolve_device, resolve_dtype
 from mm.errors import InputError
+from mm.limits import Limits
 from mm.llm import llm_config_from_hf, load_llm
 from mm.model import MMModel
 from mm.tokenizer import build_tokenizer
@@ -136,6 +137,7 @@ def load(
     quant: str | None = None,
     strict: bool = True,
     trust_remote_code: bool = False,
+    limits: Limits | None = None,
     **overrides: Any,
 ) -> MMChat:
     """Load a model by preset name (`mm-tiny`, `visualglm-6b`, `mm-6b`) or from a saved directory.
@@ -145,8 +147,10 @@ def load(
     `ice_text.model` when the checkpoint has none. `quant="int8"|"int4"` quantizes the LLM with
     bitsandbytes (the encoders and bridge stay in `dtype`). Keyword overrides change the architecture
     (`num_queries=16`, `llm.num_layers=2`); weights that no longer fit keep their initial values, with a
-    warning.
+    warning. `limits` bounds the work of each call (`mm.limits.Limits`; default `DEFAULT_LIMITS`).
     """
+    if limits is not None and not isinstance(limits, Limits):
+        raise InputError(f"limits must be an mm.limits.Limits, got {type(limits).__name__}")
     if quant is not None and quant not in QUANTS:
         raise InputError(f"unknown quantization {quant!r}; use one of {', '.join(QUANTS)}")
     try:
@@ -161,7 +165,7 @@ def load(
 
         model, tok = load_visualglm(checkpoint, preset_name=str(name_or_dir), tokenizer=tokenizer, strict=strict,
                                     bridge=bridge, dtype=dt)
-        return _finish(model, tok, dev, dt, quant=quant)
+        return _finish(model, tok, dev, dt, quant=quant, limits=limits)
 
     path = Path(name_or_dir)
     weights_dir: Path | None
@@ -199,7 +203,8 @@ def load(
 
         load_lora(model, weights_dir)  # adapters saved apart (mm train --stage instruct without --merge-lora)
     llm_quantized = quant is not None and llm_model is not None  # transformers quantized it while loading
-    return _finish(model, tok, dev, dt, quant=None if llm_quantized else quant, llm_quantized=llm_quantized)
+    return _finish(model, tok, dev, dt, quant=None if llm_quantized else quant, llm_quantized=llm_quantized,
+                   limits=limits)
 
 
 def _resolve_llm(
@@ -243,7 +248,7 @@ def _load_saved(model: MMModel, weights_dir: Path, *, llm_separate: bool, strict
 
 
 def _finish(model: MMModel, tok: Any, dev: torch.device, dt: torch.dtype, *, quant: str | None,
-            llm_quantized: bool = False) -> MMChat:
+            llm_quantized: bool = False, limits: Limits | None = None) -> MMChat:
     """Quantize the LLM if asked, move to the device and dtype, wrap for chat."""
     _check_materialised(model)
     if quant is not None:
@@ -256,4 +261,4 @@ def _finish(model: MMModel, tok: Any, dev: torch.device, dt: torch.dtype, *, qua
     for name, module in model.named_children():
         if name != "llm" or not llm_quantized:
             module.to(dtype=dt)
-    return MMChat(model, tok)
+    return MMChat(model, tok, limits=limits)

@@ -132,6 +132,72 @@ def build_prompt(
     return ids, labels
 
 
+def fit_history(
+    tokenizer: PreTrainedTokenizerBase,
+    template: ChatTemplate,
+    history: Sequence[tuple[str, str]],
+    query: str,
+    media_ids: Sequence[int],
+    limit: int,
+    extra: int = 0,
+) -> tuple[list[int], int]:
+    """The generation prompt for `query` after as many of the most recent `history` turns as fit.
+
+    Returns (ids, dropped): `ids` equals `build_prompt` over `history[dropped:]` + `(query, None)` and
+    `len(ids) + extra <= limit` (`extra`: tokens that placeholder expansion adds), with `dropped` as small
+    as possible; the oldest turns go first. When not even the query alone fits, that prompt is returned
+    (the caller reports it: it knows why the limit is what it is).
+
+    Linear in the history: every query and answer is tokenized once, the number of turns to drop comes
+    from running sums (each turn counted with its template text at the position it would end up at, so
+    numbered rounds such as ChatGLM's "[Round {i}]" are right), and the prompt is built once. For templates
+    that tokenize the conversation as one run (blank infilling, a tokenizer's own chat template) the sums
+    are an estimate, corrected by building the prompt again with one turn more or less.
+    """
+    history = list(history)
+    n = len(history)
+
+    def build(dropped: int) -> list[int]:
+        return build_prompt(tokenizer, template, [*history[dropped:], (query, None)], media_ids)[0]
+
+    query_ids = build(n)  # the query (and its media) without history
+    alone = len(query_ids) + extra
+    if alone > limit or not history:
+        return query_ids, n
+    exact = template.name != "auto" and not template.generation_suffix
+    if template.name == "auto":  # the tokenizer's template text per turn, measured once on an empty turn
+        ov = len(build_prompt(tokenizer, template, [("", ""), ("", None)])[0])
+        ov -= len(build_prompt(tokenizer, template, [("", None)])[0])
+        user = [0] * (n + 1)
+    else:
+        ov = len(_template_ids(tokenizer, template.assistant)) + len(_template_ids(tokenizer, template.end))
+        if "{i}" in template.user:
+            user = [len(_template_ids(tokenizer, template.user.replace("{i}", str(i)))) for i in range(n + 1)]
+        else:
+            user = [len(_template_ids(tokenizer, template.user))] * (n + 1)
+    # body[j]: tokens of history turn j's own text; after[k]: those of turns k.. together.
+    body = [len(_text_ids(tokenizer, q)) + len(_text_ids(tokenizer, a)) for q, a in history]
+    after = [0] * (n + 1)
+    for j in range(n - 1, -1, -1):
+        after[j] = after[j + 1] + body[j]
+    # before[m]: template tokens of m history turns at positions 0..m-1.
+    before = [0] * (n + 1)
+    for m in range(n):
+        before[m + 1] = before[m] + user[m] + ov
+    dropped = next((k for k in range(n + 1)
+                    if alone + user[n - k] - user[0] + before[n - k] + after[k] <= limit), n)
+    ids = build(dropped)
+    while len(ids) + extra > limit:  # an estimate was short (or, for exact templates, never)
+        dropped += 1
+        ids = build(dropped)
+    while not exact and dropped > 0:  # an estimate may also have dropped a turn that fits
+        more = build(dropped - 1)
+        if len(more) + extra > limit:
+            break
+        dropped, ids = dropped - 1, more
+    return ids, dropped
+
+
 def _build_blank_infilling(
     tokenizer: PreTrainedTokenizerBase, template: ChatTemplate, turns: Sequence[tuple[str, str | None]],
     media_ids: Sequence[int],

@@ -145,3 +145,62 @@ def test_webdataset_shards_over_two_processes(tmp_path):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 9 and len({r["path"] for r in rows}) == 9 and all(r["caption"] for r in rows)
     assert {r["modality"] for r in rows} == {"image", "audio"}
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 1.5, True, "8"])
+def test_batch_size_must_be_a_whole_number_of_at_least_one(tiny, batch_size):
+    with pytest.raises(InputError, match="batch_size must be a whole number >= 1"):
+        tiny.caption([make_image()], batch_size=batch_size, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("prompt,message", [
+    (iter(["a"]), "1 prompts for 2 items"),  # a generator was taken for one prompt: "the question is empty"
+    (("a", "b", "c"), "3 prompts for 2 items"),
+    ([], "0 prompts for 2 items"),
+    (["a", 5], "prompt 1 must be a string"),
+    (b"describe", "prompt must be a string or a list of strings"),
+])
+def test_a_prompt_list_must_fit_the_items(tiny, prompt, message):
+    with pytest.raises(InputError, match=message):
+        tiny.caption([make_image(), make_image("blue")], prompt=prompt, max_new_tokens=2)
+
+
+def test_prompts_from_any_sequence_are_one_per_item(tiny):
+    import numpy as np
+
+    items = [ASSETS / "three_shapes.png", ASSETS / "three_beeps.wav"]
+    prompts = ["How many shapes are there?", "How many beeps are there?"]
+    want = tiny.caption(items, prompt=prompts)
+    assert tiny.caption(items, prompt=(p for p in prompts)) == want
+    assert tiny.caption(items, prompt=np.array(prompts)) == want
+
+
+def test_resume_after_a_line_torn_inside_a_character(tiny, tmp_path):
+    files = _tree(tmp_path / "data")
+    out = tmp_path / "captions.jsonl"
+    rows = [{"path": str(f), "modality": "image", "caption": "一个红色的圆形。", "error": None} for f in files[:3]]
+    data = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
+    cut = data.index("圆".encode(), data.index(b"\n") + 1) + 1  # one byte into a character, second line
+    out.write_bytes(data[:cut])
+    counts = caption_files(tiny, files, out, resume=True, progress=False, max_new_tokens=8)
+    assert counts == {"total": 4, "skipped": 1, "captioned": 2, "failed": 1}
+    lines = out.read_bytes().decode("utf-8").splitlines()  # all of it valid UTF-8 again
+    assert [json.loads(x)["path"] for x in lines] == [str(f) for f in files]
+    assert json.loads(lines[0])["caption"] == "一个红色的圆形。"
+
+
+def test_resume_knows_a_folder_however_it_is_named(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _tree(tmp_path / "data")
+    out = tmp_path / "captions.jsonl"
+    first = caption_files(tiny, list(media_files(["data"])), out, progress=False, max_new_tokens=4)
+    assert first["captioned"] + first["failed"] == 4
+    written = out.read_text()
+    for spelling in ["./data", "data/../data", str(tmp_path / "data"), str(tmp_path / "data" / "sub" / "..")]:
+        again = caption_files(tiny, list(media_files([spelling])), out, resume=True, progress=False, max_new_tokens=4)
+        assert again == {"total": 4, "skipped": 4, "captioned": 0, "failed": 0}, spelling
+    assert out.read_text() == written  # nothing captioned twice
+    # The same file named twice in one run is captioned once.
+    twice = caption_files(tiny, [Path("data/a.png"), tmp_path / "data" / "a.png"], tmp_path / "two.jsonl",
+                          progress=False, max_new_tokens=4)
+    assert twice == {"total": 2, "skipped": 1, "captioned": 1, "failed": 0}

@@ -43,10 +43,15 @@ def test_sampling_with_a_seed_is_reproducible(tiny):
 
 
 def test_long_history_is_trimmed_oldest_first(tiny):
-    long_turn = ("tell me more " * 80, "more " * 80)
-    history = [long_turn] * 10  # far beyond the 2048-token window
-    response, new_history = tiny.chat("last question", history=history, image=make_image(), max_new_tokens=4)
-    assert new_history[-1] == ("last question", response)
+    history = [(f"turn {i} " + "tell me more " * 80, f"reply {i} " + "more " * 80) for i in range(10)]
+    # Far beyond the 2048-token window: only the most recent turns that fit are given to the model.
+    *_, reply = tiny.respond("last question", history=history, image=make_image(), max_new_tokens=4)
+    assert reply.history == [*history, ("last question", reply.text)]  # the caller's history is all kept
+    assert reply.prompt_tokens <= 2048 - 4
+    items = tiny._collect(make_image(), None)
+    text = tiny.tokenizer.decode(tiny._prompt("last question", history, items, tiny._embed(items), 4))
+    kept = [i for i in range(10) if f"turn {i} " in text]
+    assert kept == list(range(10 - len(kept), 10)) and 0 < len(kept) < 10  # the oldest went first
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -56,6 +61,26 @@ def test_long_history_is_trimmed_oldest_first(tiny):
     ({"query": "q", "image": [make_image()] * 9}, "at most 8"),
     ({"query": "q", "history": [("only one",)]}, "history must be a list of"),
     ({"query": "q", "top_p": 2.0}, "top_p"),
+    ({"query": "q", "max_new_tokens": 1e9}, "max_new_tokens must be a whole number, got 1000000000.0"),
+    ({"query": "q", "max_new_tokens": 0}, "max_new_tokens must be at least 1"),
+    ({"query": "q", "max_new_tokens": 10**9}, "^max_new_tokens=1000000000 leaves no room for the prompt: the model's "
+                                              "context is 2048 tokens$"),
+    ({"query": "q", "max_new_tokens": 10**5000}, "^max_new_tokens=an integer of 16610 bits leaves no room"),
+    ({"query": "tell me more " * 5, "max_new_tokens": 2040}, r"^the prompt is \d+ "
+     "tokens; with max_new_tokens=2040 only 8 of the model's 2048-token context are left"),
+    ({"query": "q", "temperature": float("nan")}, "temperature must be a finite number, got nan"),
+    ({"query": "q", "temperature": 1e400}, "temperature must be a finite number, got inf"),
+    ({"query": "q", "temperature": 10**5000}, "temperature must be a finite number"),
+    ({"query": "q", "top_p": float("inf")}, "top_p must be a finite number"),
+    ({"query": "q", "repetition_penalty": float("nan")}, "repetition_penalty must be a finite number"),
+    ({"query": "q", "temperature": "hot"}, "temperature must be a number, got 'hot'"),
+    ({"query": "q", "seed": 2**70}, r"seed must be between 0 and 2\*\*64 - 1"),
+    ({"query": "q", "seed": -1}, r"seed must be between 0 and 2\*\*64 - 1"),
+    ({"query": "q", "seed": 1.5}, "seed must be a whole number"),
+    ({"query": "\ud800"}, "the question is not well-formed text"),
+    ({"query": None}, "the question must be text, got NoneType"),
+    ({"query": "q", "history": [("a", "\udfff")]}, "history turn 0 is not well-formed text"),
+    ({"query": "q", "history": "not pairs"}, "history must be a list of"),
 ])
 def test_bad_input_raises_input_error(tiny, kwargs, message):
     query = kwargs.pop("query")

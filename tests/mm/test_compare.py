@@ -88,3 +88,39 @@ def test_trained_model_tells_clips_that_differ_in_motion_apart(tiny):
     same = mm.compare_clips(left, left, model=tiny)
     assert moved.visual_score < 0.8 and same.visual_score > 0.99
     assert moved.difference == "In the first clip the shape moves to the left; in the second it moves to the right."
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), "2", True])
+def test_segment_length_must_be_positive_and_finite(video_model, seconds):
+    from mm.errors import InputError
+
+    with pytest.raises(InputError, match=r"segment_seconds \(--segment\) must be a"):
+        mm.compare_clips("a.mp4", "b.mp4", model=video_model, segment_seconds=seconds, describe=False)
+
+
+def test_tiny_segments_of_a_clip_are_capped_before_any_work(video_model, tmp_path):
+    import time
+    import tracemalloc
+
+    from mm.bench import synthetic_long_clip
+    from mm.errors import InputError
+    from mm.limits import Limits
+
+    clip = synthetic_long_clip(tmp_path / "a.mp4", 6, fps=15, size=(96, 72), seed=1)
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        # 6 s in windows of 1 ms: 6000 segments (a 10-minute clip this way went past 8 GB).
+        with pytest.raises(InputError, match=r"6000 segments.*(--max-clip-segments|max_clip_segments)") as e:
+            mm.compare_clips(clip, clip, model=video_model, segment_seconds=0.001, describe=False,
+                             limits=Limits(max_clip_segments=100))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "100" in str(e.value)
+    assert peak < 50 * 2**20 and time.perf_counter() - start < 30
+    # The model's own limits apply by default (1000 segments), and a 2 s window is fine.
+    with pytest.raises(InputError, match="6000 segments"):
+        mm.compare_clips(clip, clip, model=video_model, segment_seconds=0.001, describe=False)
+    assert mm.compare_clips(clip, clip, model=video_model, segment_seconds=2.0, describe=False,
+                            limits=Limits(max_clip_segments=3)).visual.shape == (3, 3)

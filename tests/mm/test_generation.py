@@ -62,3 +62,30 @@ def test_stop_tokens_end_generation(tiny):
 def test_bad_settings_are_input_errors(kw, msg):
     with pytest.raises(InputError, match=msg):
         GenerationConfig(**kw)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"max_new_tokens": 1e9}, "max_new_tokens must be a whole number, got 1000000000.0"),
+    ({"max_new_tokens": True}, "max_new_tokens must be a whole number"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be at least 1"),
+    ({"temperature": float("nan")}, "temperature must be a finite number, got nan"),
+    ({"temperature": 10**5000}, "temperature must be a finite number, got an integer of 16610 bits"),
+    ({"top_p": float("-inf")}, "top_p must be a finite number"),
+    ({"top_k": 2.5}, "top_k must be a whole number"),
+    ({"repetition_penalty": None}, "repetition_penalty must be a number, got None"),
+])
+def test_generation_settings_are_checked_with_clear_messages(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        GenerationConfig(**kwargs)
+
+
+def test_seeds_are_64_bit():
+    from mm.generation import make_generator
+
+    assert make_generator(None) is None
+    assert make_generator(2**64 - 1).initial_seed() == 2**64 - 1
+    for bad in (2**64, -1, 2**70, 10**5000):
+        with pytest.raises(InputError, match="seed must be between 0 and 2"):
+            make_generator(bad)
+    with pytest.raises(InputError, match="seed must be a whole number"):
+        make_generator("3")
