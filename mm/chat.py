@@ -241,9 +241,13 @@ class MMChat:
         self, requests: Sequence[tuple[str, History, Sequence[Prepared]]], *, batch_size: int = 16,
         max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
         repetition_penalty: float = 1.0, seed: int | None = None, limits: Limits | None = None,
+        deadline: float | None = None,
     ) -> list[str]:
         """Answers for many (query, history, prepared media) requests: left-padded batches, one forward
-        per step for the whole batch. Under greedy decoding each answer equals what `chat` gives."""
+        per step for the whole batch. Under greedy decoding each answer equals what `chat` gives.
+
+        `deadline` (a `time.monotonic()` value, default none: the media is already decoded) cuts the
+        generation short when it passes; the answers so far are returned and a warning is logged."""
         cfg = GenerationConfig(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
         check_batch_size(batch_size)
         generator = make_generator(seed, self.device)
@@ -273,6 +277,9 @@ class MMChat:
                         done[i] = True
                     else:
                         out[i].append(tok)
+                if deadline is not None and time.monotonic() > deadline and not all(done):
+                    logger.warning("the request's deadline passed: %d answers cut short", done.count(False))
+                    break
             answers.extend(self.tokenizer.decode(o, skip_special_tokens=True) for o in out)
         return answers
 

@@ -1,6 +1,7 @@
 """Benchmarks: `caption` (batched vs one-by-one captioning), `compare` (clip comparison vs length) and
-`qformer` (our Q-Former vs transformers' BLIP-2 Q-Former, and the machine's GEMM rate) and `fullsize` (a
-random-weight VisualGLM-6B in the published SAT layout, about 15.6 GB, loaded in bf16 and int4).
+`qformer` (our Q-Former vs transformers' BLIP-2 Q-Former, and the machine's GEMM rate), `fullsize` (a
+random-weight VisualGLM-6B in the published SAT layout, about 15.6 GB, loaded in bf16 and int4) and `serve`
+(concurrent clients against a `mm serve` process: requests/s, latency, 429s, 5xx, memory before and after).
 
 Figures are measured side by side in one run and reported as ratios; BENCHMARKS.md records them.
 
@@ -10,6 +11,7 @@ Examples:
   mm bench compare --lengths 10 20 40 --no-describe
   mm bench qformer --json --batch 8 --repeats 7
   mm bench fullsize --json --out /big/disk --keep
+  mm bench serve --json --requests 1000 --clients 8 --max-tokens 8
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mm.cli.common import add_model_args, load_model, parser
+from mm.cli.common import add_model_args, load_model, parser, positive_int
 
 
 def main(argv: list[str]) -> int:
     from mm.bench import bench_caption, bench_compare, bench_qformer, machine
 
     p = parser("bench", __doc__)
-    p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize"])
+    p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize", "serve"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--items", type=int, default=64, help="caption: images to caption")
     p.add_argument("--batch-size", type=int, default=16, help="caption: batch size")
@@ -40,8 +42,21 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quants", nargs="+", default=["bf16", "int4"], choices=["bf16", "int8", "int4"],
                    help="fullsize: how to load it, one process each")
     p.add_argument("--max-new-tokens", type=int, default=8, help="fullsize: tokens to generate")
+    p.add_argument("--requests", type=positive_int, default=1000, help="serve: requests to send in all")
+    p.add_argument("--clients", type=positive_int, default=8, help="serve: concurrent clients")
+    p.add_argument("--max-tokens", type=positive_int, default=8, help="serve: max_tokens of each request")
+    p.add_argument("--max-queue", type=positive_int, default=None,
+                   help="serve: the server's --max-queue (default: twice --clients, so none is refused)")
     add_model_args(p)
     args = p.parse_args(argv)
+    if args.name == "serve":  # starts `mm serve` in a subprocess; this process loads no model
+        from mm.bench_serve import bench_serve
+
+        result = bench_serve(args.requests, args.clients, args.max_tokens, model=args.model,
+                             max_queue=args.max_queue)
+        result = {"bench": args.name, "model": args.model, "machine": machine(), **result}
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return 0 if result["status_5xx"] == 0 else 1
     if args.name == "fullsize":  # writes its own checkpoint and loads it in child processes
         from mm.bench_fullsize import bench_fullsize
 

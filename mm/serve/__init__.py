@@ -1,6 +1,8 @@
 """HTTP serving: `create_app(chat) -> FastAPI` (OpenAI chat completions, VisualGLM api.py, captions)."""
 
 from mm.serve.app import create_app
-from mm.serve.requests import Limits
+from mm.serve.requests import ServerLimits
 
-__all__ = ["Limits", "create_app"]
+Limits = ServerLimits  # the name this class had before the shared `mm.limits.Limits` existed
+
+__all__ = ["Limits", "ServerLimits", "create_app"]

@@ -129,3 +129,13 @@ def test_generation_stops_at_the_deadline(tiny):
     tiny_deadline = Limits(deadline_seconds=1e-9)
     assert list(tiny.respond("Describe it.", max_new_tokens=50, limits=tiny_deadline))[-1].finish_reason == "deadline"
     assert list(tiny.respond("Describe it.", max_new_tokens=3))[-1].finish_reason in ("stop", "length")
+
+
+def test_batched_generation_stops_at_the_deadline(tiny):
+    requests = [("Describe it.", [], []), ("What is it?", [], [])]
+    full = tiny.answer_batch(requests, max_new_tokens=20, temperature=1.0, seed=0)
+    cut = tiny.answer_batch(requests, max_new_tokens=20, temperature=1.0, seed=0, deadline=time.monotonic() - 1)
+    assert len(cut) == 2
+    # One step is generated before the deadline is looked at: every answer is at most one token long.
+    assert all(len(tiny.tokenizer.encode(a, add_special_tokens=False)) <= 1 for a in cut)
+    assert any(len(tiny.tokenizer.encode(a, add_special_tokens=False)) > 1 for a in full)

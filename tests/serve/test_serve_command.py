@@ -39,3 +39,29 @@ def test_mm_serve_answers_then_stops():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_mm_serve_refuses_bad_flags_with_one_line_before_loading_anything():
+    for flags in (["--port", "99999"], ["--port", "-1"], ["--max-queue", "0"], ["--max-queue", "-2"],
+                  ["--max-image-pixels", "0"], ["--max-audio-seconds", "nan"], ["--deadline-seconds", "-1"],
+                  ["--max-body-mb", "0"], ["--max-tokens", "0"], ["--fetch-timeout", "inf"],
+                  ["--allow-url-host", " "]):
+        r = subprocess.run([MM, "serve", *flags], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0, flags
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("mm serve: error:") and "Traceback" not in r.stderr, (flags, r.stderr)
+
+
+def test_mm_bench_serve_runs_clients_against_a_server():
+    """A short `mm bench serve` (the CI run): every request answered, no 5xx, the figures reported."""
+    import json
+
+    r = subprocess.run([MM, "bench", "serve", "--json", "--requests", "20", "--clients", "4", "--max-tokens", "3"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["bench"] == "serve" and result["requests"] == 20 and result["clients"] == 4
+    assert result["status_5xx"] == 0 and result["transport_errors"] == 0 and result["healthy_after"]
+    assert result["ok"] + result["status_429"] == 20 and result["ok"] > 0
+    assert result["requests_per_s"] > 0 and 0 < result["latency_p50_s"] <= result["latency_p99_s"]
+    assert result["rss_before_mb"] > 0 and result["rss_after_mb"] > 0
