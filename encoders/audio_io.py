@@ -19,7 +19,14 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from encoders.av_guard import AUDIO_LIMIT, check_deadline, check_seconds, configure_stream, quiet_ffmpeg
+from encoders.av_guard import (
+    AUDIO_LIMIT,
+    check_deadline,
+    check_seconds,
+    configure_stream,
+    missing_stream,
+    quiet_ffmpeg,
+)
 from encoders.source_bytes import read_source
 from mm.errors import InputError, describe_source
 
@@ -88,16 +95,6 @@ def _decode_soundfile(data: bytes, name: str, max_seconds: float | None) -> tupl
     return arr, int(sr)
 
 
-def _no_audio_message(container: Any, name: str) -> str:
-    """Why a container gave no sound: it is video only, holds only other streams, or nothing readable."""
-    if container.streams.video:
-        return f"{name}: the file has no audio track (it holds only video: pass it as a video)"
-    kinds = sorted({s.type for s in container.streams})
-    if kinds:
-        return f"{name}: the file has no audio or video stream (only {', '.join(kinds)})"
-    return f"{name}: not a readable audio file (no audio stream found)"
-
-
 def _decode_pyav(data: bytes, name: str, max_seconds: float | None, deadline: float | None) -> tuple[np.ndarray, int]:
     import av
 
@@ -106,7 +103,7 @@ def _decode_pyav(data: bytes, name: str, max_seconds: float | None, deadline: fl
     try:
         with quiet_ffmpeg(), av.open(io.BytesIO(data)) as container:
             if not container.streams.audio:
-                raise InputError(_no_audio_message(container, name))
+                raise missing_stream(container, name, "audio")
             stream = container.streams.audio[0]
             configure_stream(stream)
             if stream.duration and stream.time_base:

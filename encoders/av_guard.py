@@ -90,3 +90,16 @@ def check_seconds(seconds: float, max_seconds: float | None, name: str, what: st
 
 AUDIO_LIMIT = "Limits.max_audio_seconds, --max-audio-seconds"
 VIDEO_LIMIT = "Limits.max_video_seconds, --max-video-seconds"
+
+
+def missing_stream(container: Any, name: str, wanted: str) -> InputError:
+    """Why a container has no `wanted` ("audio" or "video") stream: it holds only the other kind, only
+    other streams (subtitles, data), or nothing readable."""
+    other = "video" if wanted == "audio" else "audio"
+    if getattr(container.streams, other):
+        hint = "it holds only video: pass it as a video" if other == "video" else "it is audio only"
+        return InputError(f"{name}: the file has no {wanted} track ({hint})")
+    kinds = sorted({s.type for s in container.streams})
+    if kinds:
+        return InputError(f"{name}: the file has no audio or video stream (only {', '.join(kinds)})")
+    return InputError(f"{name}: not a readable {wanted} file (no {wanted} stream found)")

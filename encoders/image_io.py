@@ -106,6 +106,24 @@ def load_image(source: Any, *, max_pixels: int | None = None, max_bytes: int | N
         raise InputError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
 
 
+def check_image_header(data: bytes, max_pixels: int, name: str, *, readable: bool = False) -> None:
+    """Refuse image bytes whose header declares more than `max_pixels`, without decoding a pixel.
+
+    With `readable`, bytes PIL cannot identify are an `InputError` too; otherwise they pass, for the
+    loader to report later with the full message.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except Image.DecompressionBombError:
+        raise InputError(f"{name}: the image has too many pixels; the limit is {max_pixels}") from None
+    except Exception:  # noqa: BLE001 - PIL's plugins raise many kinds of errors on bad headers
+        if readable:
+            raise InputError(f"{name}: not an image ({len(data)} bytes)") from None
+        return
+    check_pixels(w, h, max_pixels, name)
+
+
 def image_transform(
     image: Image.Image,
     size: int,

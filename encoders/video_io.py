@@ -31,6 +31,7 @@ from encoders.av_guard import (
     check_pixels,
     check_seconds,
     configure_stream,
+    missing_stream,
     quiet_ffmpeg,
 )
 from encoders.source_bytes import check_file, read_source
@@ -77,15 +78,6 @@ def open_video(source: Any, name: str, *, max_bytes: int | None = None) -> Itera
             yield container
 
 
-def _no_video_message(container: Any, name: str) -> str:
-    if container.streams.audio:
-        return f"{name}: the file has no video track (it is audio only)"
-    kinds = sorted({s.type for s in container.streams})
-    if kinds:
-        return f"{name}: the file has no audio or video stream (only {', '.join(kinds)})"
-    return f"{name}: not a readable video file (no video stream found)"
-
-
 def has_video(source: Any, *, max_bytes: int | None = None) -> bool:
     """Whether the file has a video track (False for audio-only containers); unreadable: InputError."""
     name = describe_source(source)
@@ -103,7 +95,7 @@ def probe_duration(source: Any, *, max_bytes: int | None = None, deadline: float
 def _duration(container: Any, name: str, deadline: float | None = None) -> float:
     streams = list(container.streams.video) + list(container.streams.audio)
     if not streams:
-        raise InputError(_no_video_message(container, name))
+        raise missing_stream(container, name, "video")
     s = (container.streams.video or container.streams.audio)[0]
     if s.duration and s.time_base:
         return float(s.duration * s.time_base)
@@ -159,7 +151,7 @@ def iter_frames(source: Any, *, width: int | None = None, height: int | None = N
     name = describe_source(source)
     with open_video(source, name, max_bytes=max_bytes) as c:
         if not c.streams.video:
-            raise InputError(_no_video_message(c, name))
+            raise missing_stream(c, name, "video")
         stream = c.streams.video[0]
         configure_stream(stream)
         check_frame_size(stream, max_pixels, name)
@@ -199,7 +191,7 @@ def load_video(source: Any, *, frames: int | None = 8, fps: float | None = None,
     name = describe_source(source)
     with open_video(source, name, max_bytes=max_bytes) as c:
         if not c.streams.video:
-            raise InputError(_no_video_message(c, name))
+            raise missing_stream(c, name, "video")
         vs = c.streams.video[0]
         configure_stream(vs)
         check_frame_size(vs, max_pixels, name)

@@ -19,11 +19,17 @@ import torch
 from PIL import Image
 
 from encoders.audio_io import SAMPLE_RATE
-from encoders.av_guard import VIDEO_LIMIT, check_deadline, check_pixels, check_seconds, configure_stream
+from encoders.av_guard import (
+    VIDEO_LIMIT,
+    check_deadline,
+    check_pixels,
+    check_seconds,
+    configure_stream,
+    missing_stream,
+)
 from encoders.video_io import (
     _duration,
     _frame_time,
-    _no_video_message,
     check_frame_size,
     iter_frames,
     open_video,
@@ -111,7 +117,7 @@ def iter_segments(source: Any, *, seconds: float = 2.0, frames: int = 8, cuts: b
     _check_count(len(bounds), max_segments, name)
     with open_video(source, name, max_bytes=max_bytes) as c:
         if not c.streams.video:
-            raise InputError(_no_video_message(c, name))
+            raise missing_stream(c, name, "video")
         vs = c.streams.video[0]
         configure_stream(vs)
         check_frame_size(vs, max_pixels, name)

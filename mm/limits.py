@@ -27,12 +27,14 @@ class Limits:
 
     def __post_init__(self) -> None:
         for f in fields(self):
+            if f.type not in ("int", "float", int, float):
+                continue  # a subclass's other fields (ServerLimits.url_allowlist) are checked there
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InputError(f"limit {f.name} must be a number, got {value!r}")
             if not math.isfinite(value) or value <= 0:
                 raise InputError(f"limit {f.name} must be a positive number, got {value!r}")
-            if f.type == "int" and not float(value).is_integer():
+            if f.type in ("int", int) and not float(value).is_integer():
                 raise InputError(f"limit {f.name} must be a whole number, got {value!r}")
 
     def describe(self) -> dict[str, int | float]:

@@ -13,14 +13,12 @@
 from __future__ import annotations
 
 import http.client
-import io
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from PIL import Image
-
+from encoders.image_io import check_image_header
 from mm.errors import InputError
 from mm.serve.requests import ServerLimits, allowed_url
 
@@ -102,14 +100,5 @@ def _get(url: str, limits: ServerLimits, deadline: float) -> bytes:
             if len(data) > cap:
                 raise InputError(f"{shown}: the image is larger than {cap} bytes, the most this server fetches")
         kind = response.headers.get("Content-Type", "unknown type")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-    except Image.DecompressionBombError:
-        raise InputError(f"{shown}: the image has too many pixels; this server takes at most "
-                         f"{limits.max_image_pixels}") from None
-    except Exception:  # noqa: BLE001 - PIL's plugins raise many kinds of errors on bad headers
-        raise InputError(f"{shown}: not an image ({len(data)} bytes of {kind})") from None
-    if w * h > limits.max_image_pixels:
-        raise InputError(f"{shown}: the image is {w}x{h}; this server takes at most {limits.max_image_pixels} pixels")
+    check_image_header(bytes(data), limits.max_image_pixels, f"{shown} ({kind})", readable=True)
     return bytes(data)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import urllib.parse
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from mm.errors import InputError
@@ -33,19 +32,11 @@ class ServerLimits(Limits):
     url_allowlist: tuple[str, ...] = ()  # "host" or "host:port" that image_url may fetch http(s) URLs from
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "url_allowlist":
-                if isinstance(value, str) or not all(isinstance(h, str) and h.strip() for h in value):
-                    raise InputError(f"url_allowlist must be a list of host names, got {value!r}")
-                object.__setattr__(self, f.name, tuple(h.strip().lower() for h in value))
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InputError(f"limit {f.name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value <= 0:
-                raise InputError(f"limit {f.name} must be a positive number, got {value!r}")
-            if f.type == "int" and not float(value).is_integer():
-                raise InputError(f"limit {f.name} must be a whole number, got {value!r}")
+        super().__post_init__()
+        hosts = self.url_allowlist
+        if isinstance(hosts, str) or not all(isinstance(h, str) and h.strip() for h in hosts):
+            raise InputError(f"url_allowlist must be a list of host names, got {hosts!r}")
+        object.__setattr__(self, "url_allowlist", tuple(h.strip().lower() for h in hosts))
 
     @property
     def max_fetch_bytes(self) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 import time
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -121,3 +123,17 @@ def image_host():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def occupy_worker(app: Any, pool: Executor, release: threading.Event, seconds: float = 60) -> Future:
+    """Keep the app's generation thread busy, as a long answer would, until `release` is set.
+    The future's result is ["done"]."""
+
+    def busy():
+        release.wait(seconds)
+        yield "done"
+
+    async def occupy():
+        return [x async for x in app.state.worker.stream(busy)]
+
+    return pool.submit(asyncio.run, occupy())

@@ -12,6 +12,7 @@ from demos.app import ASSETS
 from mm.serve import Limits, create_app
 from tests.conftest import make_image, tone, wav_bytes
 from tests.serve.conftest import running
+from tests.serve.fakes import occupy_worker
 
 
 def b64_png(colour="red"):
@@ -54,21 +55,13 @@ def test_captions_in_order_for_mixed_items(server, tiny):
 
 
 def test_health_answers_while_the_model_is_busy_and_a_full_queue_is_429(tiny):
-    import asyncio
     import threading
 
     app = create_app(tiny, max_queue=1)
     release = threading.Event()
 
-    def busy():  # occupies the generation thread, as a long answer would
-        release.wait(60)
-        yield "done"
-
     with running(app) as url, cf.ThreadPoolExecutor(4) as pool:
-        async def occupy():
-            return [x async for x in app.state.worker.stream(busy)]
-
-        blocker = pool.submit(asyncio.run, occupy())
+        blocker = occupy_worker(app, pool, release)
         time.sleep(0.3)
         msg = {"messages": [{"role": "user", "content": "How many beeps?"}], "max_tokens": 4}
         queued = pool.submit(httpx.post, url + "/v1/chat/completions", json=msg, timeout=120)
@@ -100,7 +93,7 @@ def test_api_key_body_size_and_media_limits(tiny):
             {"type": "text", "text": "hi"},
             {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64_png()}}]}]}
         r = httpx.post(url + "/v1/chat/completions", json=img, headers=auth)
-        assert r.status_code == 400 and "at most 2500 pixels" in r.json()["error"]["message"]
+        assert r.status_code == 400 and "the limit is 2500 (Limits.max_image_pixels" in r.json()["error"]["message"]
         long_audio = base64.b64encode(wav_bytes(tone(440, 3.0))).decode()
         r = httpx.post(url + "/v1/captions", json={"items": [{"audio": long_audio}]}, headers=auth)
         assert r.status_code == 400 and "the limit is 2 s" in r.json()["error"]["message"]

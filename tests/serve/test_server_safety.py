@@ -4,7 +4,6 @@ malformed bodies, max_tokens rules, history bounds, disconnects and deadlines, a
 The model is a fake (`tests.serve.fakes.FakeChat`) except where the answer matters.
 """
 
-import asyncio
 import base64
 import concurrent.futures as cf
 import socket
@@ -19,7 +18,7 @@ from mm.limits import Limits
 from mm.serve import ServerLimits, create_app
 from mm.serve.worker import Worker
 from tests.serve.conftest import running
-from tests.serve.fakes import FakeChat, ImageHost, image_host, png_bytes
+from tests.serve.fakes import FakeChat, ImageHost, image_host, occupy_worker, png_bytes
 
 
 def ask(text="hi", url=None, **extra):
@@ -275,15 +274,8 @@ def test_a_request_still_queued_at_its_deadline_is_503_and_never_runs():
     app = create_app(chat, limits=ServerLimits(deadline_seconds=0.5))
     release = threading.Event()
 
-    def busy():
-        release.wait(30)
-        yield "done"
-
     with running(app) as url, cf.ThreadPoolExecutor(2) as pool:
-        async def occupy():
-            return [x async for x in app.state.worker.stream(busy)]
-
-        blocker = pool.submit(asyncio.run, occupy())
+        blocker = occupy_worker(app, pool, release, seconds=30)
         time.sleep(0.2)
         t = time.monotonic()
         r = httpx.post(url + "/v1/chat/completions", json=ask(), timeout=10)
