@@ -1,8 +1,13 @@
-"""Bilingual captions, questions and comparison answers for the synthetic clips (see `mm.synth.video`)."""
+"""Bilingual captions, questions and comparison answers for the synthetic clips (see `mm.synth.video`).
+
+Questions come from the grammar (`mm.synth.grammar`) in a phrasing set; answers have one form per type.
+"""
 
 from __future__ import annotations
 
-from mm.synth.text import QA
+import numpy as np
+
+from mm.synth.grammar import QA, Phrasing, ask
 from mm.synth.video import Clip
 from mm.synth.vocab import COLOURS, MOTIONS, PITCHES, SHAPES, SPEEDS, WHEN
 
@@ -21,24 +26,40 @@ def caption_clip(clip: Clip, lang: str) -> str:
             f"{WHEN[clip.when]}有一声{PITCHES[clip.pitch][0]}音哔声。")
 
 
-def clip_questions(clip: Clip, lang: str) -> list[QA]:
+def _clip_ref(clip: Clip, lang: str, rng: np.random.Generator | None, phrasing: Phrasing) -> str:
+    """The moving shape: by its shape (canonical), colour and shape, or a plain noun (it is alone)."""
+    if lang == "en":
+        options = [f"the {clip.shape}", f"the {clip.colour} {clip.shape}", "the [shape|object|thing|figure|!item]"]
+    else:
+        options = [SHAPES[clip.shape], f"{COLOURS[clip.colour][0]}{SHAPES[clip.shape]}", "[这个|那个][形状|图形|物体]"]
+    return options[0] if phrasing == "canonical" or rng is None else options[int(rng.integers(len(options)))]
+
+
+def clip_questions(clip: Clip, lang: str, rng: np.random.Generator | None = None,
+                   phrasing: Phrasing = "canonical") -> list[QA]:
+    """Motion, speed, the moving object, the beep's pitch and when it sounds."""
+
+    def q(kind: str, a: str, key: str, ref: bool = False) -> QA:
+        slots = {"ref": _clip_ref(clip, lang, rng, phrasing)} if ref else {}
+        return QA(kind, lang, ask(kind, lang, rng, phrasing, **slots), a, key, False, phrasing)
+
     if lang == "en":
         s = clip.shape
         return [
-            QA("motion", lang, f"Which way does the {s} move?", f"It moves {_MOTION_EN[clip.motion]}.", clip.motion),
-            QA("speed", lang, f"Does the {s} move fast or slow?", f"It moves {_SPEED_EN[clip.speed]}.", clip.speed),
-            QA("object", lang, "What is moving?", f"A {clip.colour} {s}.", f"{clip.colour} {s}"),
-            QA("beep", lang, "Is the beep low, medium or high?", f"The beep is {clip.pitch}.", clip.pitch),
-            QA("when", lang, "When does the beep sound?", f"It sounds {_WHEN_EN[clip.when]}.", clip.when),
+            q("motion", f"It moves {_MOTION_EN[clip.motion]}.", clip.motion, ref=True),
+            q("speed", f"It moves {_SPEED_EN[clip.speed]}.", clip.speed, ref=True),
+            q("object", f"A {clip.colour} {s}.", f"{clip.colour} {s}"),
+            q("beep", f"The beep is {clip.pitch}.", clip.pitch),
+            q("when", f"It sounds {_WHEN_EN[clip.when]}.", clip.when),
         ]
     s = SHAPES[clip.shape]
     colour, motion, when = COLOURS[clip.colour][0], MOTIONS[clip.motion], WHEN[clip.when]
     return [
-        QA("motion", lang, f"{s}往哪个方向移动？", f"{motion}移动。", motion),
-        QA("speed", lang, f"{s}移动得快还是慢？", f"移动得很{SPEEDS[clip.speed]}。", SPEEDS[clip.speed]),
-        QA("object", lang, "什么在移动？", f"一个{colour}{s}。", f"{colour}{s}"),
-        QA("beep", lang, "哔声的音调是低、中还是高？", f"音调是{PITCHES[clip.pitch][0]}。", PITCHES[clip.pitch][0]),
-        QA("when", lang, "哔声在什么时候响起？", f"在{when}。", when),
+        q("motion", f"{motion}移动。", motion, ref=True),
+        q("speed", f"移动得很{SPEEDS[clip.speed]}。", SPEEDS[clip.speed], ref=True),
+        q("object", f"一个{colour}{s}。", f"{colour}{s}"),
+        q("beep", f"音调是{PITCHES[clip.pitch][0]}。", PITCHES[clip.pitch][0]),
+        q("when", f"在{when}。", when),
     ]
 
 
@@ -56,16 +77,18 @@ def _value(clip: Clip, attribute: str, lang: str) -> str:
     return (en if lang == "en" else zh)[attribute]()
 
 
-def compare_answer(a: Clip, b: Clip, attribute: str | None, lang: str) -> QA:
-    """The answer to COMPARE_PROMPTS for a pair that differs in `attribute` (None: identical clips)."""
-    q = COMPARE_PROMPTS[lang]
+def compare_answer(a: Clip, b: Clip, attribute: str | None, lang: str, rng: np.random.Generator | None = None,
+                   phrasing: Phrasing = "canonical") -> QA:
+    """The comparison question for a pair that differs in `attribute` (None: identical clips) and its
+    answer; the canonical question is COMPARE_PROMPTS[lang]."""
+    q = ask("difference", lang, rng, phrasing)
     if attribute is None:
         text = "The two clips are the same." if lang == "en" else "两个片段相同。"
-        return QA("difference", lang, q, text, "same" if lang == "en" else "相同")
+        return QA("difference", lang, q, text, "same" if lang == "en" else "相同", False, phrasing)
     if lang == "en":
         subject = _SUBJECT["en"].get(attribute, "shape")
         text = f"In the first clip the {subject} {_value(a, attribute, lang)}; in the second it {_value(b, attribute, lang)}."
     else:
         subject = _SUBJECT["zh"].get(attribute, "形状")
         text = f"第一个片段中{subject}{_value(a, attribute, lang)}，第二个片段中{_value(b, attribute, lang)}。"
-    return QA("difference", lang, q, text, attribute)
+    return QA("difference", lang, q, text, attribute, False, phrasing)

@@ -1,34 +1,34 @@
 """Bilingual captions and question-answer pairs with known answers for scenes and sounds.
 
 Every QA carries its question type and `key`: the answer word a correct response must contain
-(`mm.evaluate` scores with it). Follow-up questions ("And what colour is it?") refer to the object of
-the previous turn.
+(`mm.evaluate` scores with it). Questions come from the grammar (`mm.synth.grammar`) in one of three
+phrasing sets: "canonical" (the world's original question text), "seen" (many phrasings, for training)
+and "unseen" (held-out templates and synonyms, for evaluation only); the answer of a question is the same
+whatever its phrasing. Follow-up questions ("And what colour is it?") refer to the object of the previous
+turn ("it"), or in a two-shape scene to "the other one".
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
+from mm.synth.grammar import QA, Phrasing, ask
+from mm.synth.grammar_image import (
+    KINDS,
+    about,
+    absent_question,
+    filtered_counts,
+    follow,
+    relation_question,
+    yesno_questions,
+)
 from mm.synth.scene import Scene, Shape
 from mm.synth.sound import Sound
 from mm.synth.vocab import COLOURS, DIRECTIONS, NUMBERS_EN, NUMBERS_ZH, PITCHES, POSITIONS, SHAPES, SIZES
 
+__all__ = ["QA", "caption_scene", "caption_sound", "scene_followups", "scene_questions", "sound_questions"]
+
 _SIZE_EN = {"small": "small", "large": "large"}
-
-
-@dataclass
-class QA:
-    type: str  # one of vocab.QUESTION_TYPES
-    lang: str  # "en" or "zh"
-    q: str
-    a: str
-    key: str  # the answer word (in `lang`)
-    followup: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _shape_en(s: Shape) -> str:
@@ -72,134 +72,90 @@ def caption_sound(sound: Sound, lang: str) -> str:
     return "白噪声。"
 
 
-def _ref_en(s: Shape, scene: Scene) -> str | None:
-    """Shortest unambiguous English reference to `s`."""
-    if scene.unique(shape=s.shape) is s:
-        return f"the {s.shape}"
-    if scene.unique(colour=s.colour) is s:
-        return f"the {s.colour} object"
-    if scene.unique(colour=s.colour, shape=s.shape) is s:
-        return f"the {s.colour} {s.shape}"
-    return None
-
-
-def _ref_zh(s: Shape, scene: Scene) -> str | None:
-    if scene.unique(shape=s.shape) is s:
-        return SHAPES[s.shape]
-    if scene.unique(colour=s.colour) is s:
-        return f"{COLOURS[s.colour][0]}的物体"
-    if scene.unique(colour=s.colour, shape=s.shape) is s:
-        return f"{COLOURS[s.colour][0]}{SHAPES[s.shape]}"
-    return None
-
-
-def _about_shape(kind: str, s: Shape, scene: Scene, lang: str, followup: bool) -> QA | None:
-    """One question of `kind` about shape `s`; as a follow-up it says "it" instead of naming `s`."""
-    ref = ("it" if lang == "en" else "它") if followup else (_ref_en(s, scene) if lang == "en" else _ref_zh(s, scene))
-    if ref is None:
-        return None
-    if lang == "en":
-        lead = "And " if followup else ""
-
-        def ask(text: str) -> str:
-            text = lead + text
-            return text[0].upper() + text[1:]
-
-        if kind == "colour":
-            if not followup and s.colour in ref:
-                return None
-            return QA(kind, lang, ask(f"what colour is {ref}?"), f"It is {s.colour}.", s.colour, followup)
-        if kind == "shape":
-            if not followup and s.shape in ref:
-                return None
-            return QA(kind, lang, ask(f"what shape is {ref}?"), f"It is a {s.shape}.", s.shape, followup)
-        if kind == "position":
-            return QA(kind, lang, ask(f"where is {ref}?"), f"It is at the {s.position}.", s.position, followup)
-        if kind == "size":
-            return QA(kind, lang, ask(f"is {ref} large or small?"), f"It is {s.size}.", s.size, followup)
-    else:
-        pre = "那" if followup else ""
-        if kind == "colour":
-            if not followup and COLOURS[s.colour][0] in ref:
-                return None
-            return QA(kind, lang, f"{pre}{ref}是什么颜色？", f"{COLOURS[s.colour][0]}。", COLOURS[s.colour][0], followup)
-        if kind == "shape":
-            if not followup and SHAPES[s.shape] in ref:
-                return None
-            return QA(kind, lang, f"{pre}{ref}是什么形状？", f"是{SHAPES[s.shape]}。", SHAPES[s.shape], followup)
-        if kind == "position":
-            return QA(kind, lang, f"{pre}{ref}在哪里？", f"在{POSITIONS[s.position]}。", POSITIONS[s.position], followup)
-        if kind == "size":
-            return QA(kind, lang, f"{pre}{ref}是大的还是小的？", f"是{SIZES[s.size]}的。", SIZES[s.size], followup)
-    return None
-
-
-def scene_questions(scene: Scene, lang: str) -> list[QA]:
-    """Every single-turn question this scene can answer unambiguously."""
-    out: list[QA] = []
+def scene_questions(scene: Scene, lang: str, rng: np.random.Generator | None = None,
+                    phrasing: Phrasing = "canonical") -> list[QA]:
+    """Every single-turn question of the classic types this scene can answer unambiguously, then the new
+    kinds: a yes and a no question, one about an absent object, a relation (two shapes or more) and two
+    filtered counts. Without `rng` every choice is the first one (deterministic)."""
     n = len(scene.shapes)
     if lang == "en":
-        out.append(QA("count", lang, "How many shapes are there?",
-                      f"There {'is' if n == 1 else 'are'} {NUMBERS_EN[n]} shape{'s' if n > 1 else ''}.", NUMBERS_EN[n]))
-        if scene.digit is not None:
-            out.append(QA("digit", lang, "What digit is shown?", f"The digit is {scene.digit}.", str(scene.digit)))
-        else:
-            out.append(QA("digit", lang, "What digit is shown?", "There is no digit.", "no digit"))
+        count = (f"There {'is' if n == 1 else 'are'} {NUMBERS_EN[n]} shape{'s' if n > 1 else ''}.", NUMBERS_EN[n])
+        digit = (f"The digit is {scene.digit}.", str(scene.digit)) if scene.digit is not None else \
+            ("There is no digit.", "no digit")
     else:
-        out.append(QA("count", lang, "图中有几个形状？", f"有{NUMBERS_ZH[n]}个形状。", NUMBERS_ZH[n]))
-        if scene.digit is not None:
-            out.append(QA("digit", lang, "图中的数字是几？", f"数字是{scene.digit}。", str(scene.digit)))
-        else:
-            out.append(QA("digit", lang, "图中的数字是几？", "图中没有数字。", "没有数字"))
+        count = (f"有{NUMBERS_ZH[n]}个形状。", NUMBERS_ZH[n])
+        digit = (f"数字是{scene.digit}。", str(scene.digit)) if scene.digit is not None else ("图中没有数字。", "没有数字")
+    out = [QA("count", lang, ask("count", lang, rng, phrasing), *count, False, phrasing),
+           QA("digit", lang, ask("digit", lang, rng, phrasing), *digit, False, phrasing)]
     for s in scene.shapes:
-        for kind in ("colour", "shape", "position", "size"):
-            qa = _about_shape(kind, s, scene, lang, followup=False)
+        for kind in KINDS:
+            qa = about(kind, s, scene, lang, rng, phrasing)
             if qa is not None:
                 out.append(qa)
+    out += yesno_questions(scene, lang, rng, phrasing)
+    out += [q for q in (absent_question(scene, lang, rng, phrasing), relation_question(scene, lang, rng, phrasing))
+            if q is not None]
+    out += filtered_counts(scene, lang, rng, phrasing)
     return out
 
 
-def scene_followups(scene: Scene, lang: str, rng: np.random.Generator) -> list[QA] | None:
-    """A two-turn dialogue: a question naming an object, then "And what ... is it?" about the same one."""
-    kinds = ["colour", "shape", "position", "size"]
-    pairs = [(i, a, b) for i in range(len(scene.shapes)) for a in kinds for b in kinds if a != b]
+def scene_followups(scene: Scene, lang: str, rng: np.random.Generator,
+                    phrasing: Phrasing = "canonical") -> list[QA] | None:
+    """A dialogue about one object: a question naming it, then "And what ... is it?" about the same one.
+
+    Canonical: exactly two turns as the world always had them. Seen/unseen: sometimes a third turn, about
+    the same object ("it") or, in a two-shape scene, about "the other one"."""
+    pairs = [(i, a, b) for i in range(len(scene.shapes)) for a in KINDS for b in KINDS if a != b]
     for j in rng.permutation(len(pairs)):
         i, k1, k2 = pairs[j]
         s = scene.shapes[i]
-        first = _about_shape(k1, s, scene, lang, followup=False)
-        second = _about_shape(k2, s, scene, lang, followup=True)
-        if first is not None and second is not None:
-            return [first, second]
+        first = about(k1, s, scene, lang, rng if phrasing != "canonical" else None, phrasing)
+        if first is None:
+            continue
+        turns = [first, follow(k2, s, lang, rng, phrasing)]
+        if phrasing != "canonical" and rng.random() < 0.5:
+            if len(scene.shapes) == 2 and rng.random() < 0.5:
+                other = scene.shapes[1 - i]
+                turns.append(follow(KINDS[int(rng.integers(len(KINDS)))], other, lang, rng, phrasing, other=True))
+            else:
+                rest = [k for k in KINDS if k not in (k1, k2)]
+                turns.append(follow(rest[int(rng.integers(len(rest)))], s, lang, rng, phrasing))
+        return turns
     return None
 
 
-def sound_questions(sound: Sound, lang: str) -> list[QA]:
+def sound_questions(sound: Sound, lang: str, rng: np.random.Generator | None = None,
+                    phrasing: Phrasing = "canonical") -> list[QA]:
+    """The sound's kind, and its pitch, number of beeps or sweep direction where it has one."""
     out: list[QA] = []
     en = lang == "en"
+
+    def q(kind: str, a: str, key: str) -> QA:
+        return QA(kind, lang, ask(kind, lang, rng, phrasing), a, key, False, phrasing)
+
     kind_en = {"tone": "a steady tone", "beeps": "a series of beeps", "sweep": "a sweep", "noise": "noise"}
     kind_zh = {"tone": "持续的音调", "beeps": "哔声", "sweep": "扫频音", "noise": "噪声"}
     if en:
-        out.append(QA("kind", lang, "What kind of sound is this?", f"It is {kind_en[sound.kind]}.", kind_en[sound.kind]))
+        out.append(q("kind", f"It is {kind_en[sound.kind]}.", kind_en[sound.kind]))
     else:
-        out.append(QA("kind", lang, "这是什么声音？", f"这是{kind_zh[sound.kind]}。", kind_zh[sound.kind]))
+        out.append(q("kind", f"这是{kind_zh[sound.kind]}。", kind_zh[sound.kind]))
     if sound.pitch is not None:
         if en:
-            out.append(QA("pitch", lang, "Is the pitch low, medium or high?", f"The pitch is {sound.pitch}.", sound.pitch))
+            out.append(q("pitch", f"The pitch is {sound.pitch}.", sound.pitch))
         else:
             zh = PITCHES[sound.pitch][0]
-            out.append(QA("pitch", lang, "音调是低、中还是高？", f"音调是{zh}。", zh))
+            out.append(q("pitch", f"音调是{zh}。", zh))
     if sound.beeps is not None:
         if en:
-            out.append(QA("beeps", lang, "How many beeps are there?",
-                          f"There {'is' if sound.beeps == 1 else 'are'} {NUMBERS_EN[sound.beeps]} beep{'s' if sound.beeps > 1 else ''}.",
+            out.append(q("beeps", f"There {'is' if sound.beeps == 1 else 'are'} {NUMBERS_EN[sound.beeps]} beep{'s' if sound.beeps > 1 else ''}.",
                           NUMBERS_EN[sound.beeps]))
         else:
             zh = NUMBERS_ZH[sound.beeps]
-            out.append(QA("beeps", lang, "有几声哔声？", f"有{zh}声。", zh))
+            out.append(q("beeps", f"有{zh}声。", zh))
     if sound.direction is not None:
         if en:
-            out.append(QA("sweep", lang, "Is the sweep rising or falling?", f"It is {sound.direction}.", sound.direction))
+            out.append(q("sweep", f"It is {sound.direction}.", sound.direction))
         else:
             zh = DIRECTIONS[sound.direction]
-            out.append(QA("sweep", lang, "扫频音是上升还是下降？", f"是{zh}的。", zh))
+            out.append(q("sweep", f"是{zh}的。", zh))
     return out

@@ -32,5 +32,14 @@ MOTIONS: dict[str, str] = {"left": "向左", "right": "向右", "up": "向上", 
 SPEEDS: dict[str, str] = {"slow": "慢", "fast": "快"}
 WHEN: dict[str, str] = {"start": "开头", "end": "结尾"}
 
-QUESTION_TYPES = ("colour", "shape", "count", "position", "size", "digit", "pitch", "beeps", "sweep", "kind",
-                  "motion", "speed", "object", "beep", "when", "difference")
+# Question types by modality: the one place evaluation reads them from. CLASSIC_TYPES are the world's
+# original types (what the shipped mm-tiny was trained on); the new image kinds are yes/no questions,
+# questions about an object that is not there, relations between two shapes, and filtered counts.
+TYPES_BY_MODALITY: dict[str, tuple[str, ...]] = {
+    "image": ("colour", "shape", "count", "position", "size", "digit", "yesno", "absent", "relation", "filtered_count"),
+    "audio": ("pitch", "beeps", "sweep", "kind"),
+    "video": ("motion", "speed", "object", "beep", "when", "difference"),
+}
+QUESTION_TYPES: tuple[str, ...] = tuple(t for types in TYPES_BY_MODALITY.values() for t in types)
+CLASSIC_TYPES: tuple[str, ...] = ("colour", "shape", "count", "position", "size", "digit", "pitch", "beeps", "sweep",
+                                  "kind", "motion", "speed", "object", "beep", "when", "difference")
