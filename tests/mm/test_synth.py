@@ -5,7 +5,7 @@ import pytest
 
 from encoders import load_audio, load_image
 from mm.synth import image_record, sound_record, write_split
-from mm.synth.scene import CELL, _centre, render, sample_scene
+from mm.synth.scene import CELL, _centre, render_classic, sample_scene
 from mm.synth.sound import SAMPLE_RATE, Sound, synthesize
 from mm.synth.vocab import COLOURS, NUMBERS_EN
 
@@ -37,8 +37,9 @@ def test_manifest_points_at_real_files_with_known_answers(tmp_path):
 def test_rendered_colours_sit_where_the_scene_says():
     rng = np.random.default_rng(0)
     for _ in range(20):
-        scene = sample_scene(rng)
-        img = render(scene)
+        scene = sample_scene(rng, classic=True)
+        img = render_classic(scene)
+        assert len(scene.jitter) == len(scene.shapes)
         for s, jit in zip(scene.shapes, scene.jitter):
             if s.size == "large" and s.shape in ("circle", "square"):
                 cx, cy = _centre(s.position, jit)
