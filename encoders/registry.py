@@ -30,7 +30,7 @@ def register_encoder(name: str) -> Callable[[Builder], Builder]:
 
 def _load_builtin() -> None:
     # Importing the family modules runs their @register_encoder decorators.
-    from encoders import audio_whisper, image_openclip, image_timm  # noqa: F401
+    from encoders import audio_whisper, image_convstem, image_openclip, image_timm  # noqa: F401
 
 
 def list_encoders(modality: str | None = None) -> list[str]:

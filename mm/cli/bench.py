@@ -1,7 +1,9 @@
 """Benchmarks: `caption` (batched vs one-by-one captioning), `compare` (clip comparison vs length) and
 `qformer` (our Q-Former vs transformers' BLIP-2 Q-Former, and the machine's GEMM rate), `fullsize` (a
 random-weight VisualGLM-6B in the published SAT layout, about 15.6 GB, loaded in bf16 and int4) and `serve`
-(concurrent clients against a `mm serve` process: requests/s, latency, 429s, 5xx, memory before and after).
+(concurrent clients against a `mm serve` process: requests/s, latency, 429s, 5xx, memory before and after)
+and `probe` (a probe trained on the frozen image encoder's tokens of single-shape scenes: held-out accuracy
+of shape, position, colour and size, what a bridge could read at best).
 
 Figures are measured side by side in one run and reported as ratios; BENCHMARKS.md records them.
 
@@ -12,10 +14,13 @@ Examples:
   mm bench qformer --json --batch 8 --repeats 7
   mm bench fullsize --json --out /big/disk --keep
   mm bench serve --json --requests 1000 --clients 8 --max-tokens 8
+  mm bench probe --json                                   # the --model's image encoder
+  mm bench probe --json --encoder tiny-convvit --image-encoder runs/enc.safetensors --renderers train alt
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -26,7 +31,7 @@ def main(argv: list[str]) -> int:
     from mm.bench import bench_caption, bench_compare, bench_qformer, machine
 
     p = parser("bench", __doc__)
-    p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize", "serve"])
+    p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize", "serve", "probe"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--items", type=int, default=64, help="caption: images to caption")
     p.add_argument("--batch-size", type=int, default=16, help="caption: batch size")
@@ -47,8 +52,20 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-tokens", type=positive_int, default=8, help="serve: max_tokens of each request")
     p.add_argument("--max-queue", type=positive_int, default=None,
                    help="serve: the server's --max-queue (default: twice --clients, so none is refused)")
+    p.add_argument("--encoder", default=None,
+                   help="probe: a registered image encoder to probe alone (weights: --image-encoder), not --model's")
+    p.add_argument("--scenes", type=positive_int, default=3000, help="probe: training scenes")
+    p.add_argument("--test-scenes", type=positive_int, default=1000, help="probe: held-out scenes per renderer")
+    p.add_argument("--renderers", nargs="+", default=["train"], choices=["train", "alt", "classic"],
+                   help="probe: renderers of the held-out scenes; the probe trains on the first")
+    p.add_argument("--pool", default="linear", choices=["linear", "attention", "mean"],
+                   help="probe: how the probe reads the tokens (see mm.probe.AttributeProbe)")
+    p.add_argument("--probe-steps", type=positive_int, default=600, help="probe: optimizer steps")
+    p.add_argument("--seed", type=int, default=0, help="probe: seed of the scenes and the probe")
     add_model_args(p)
     args = p.parse_args(argv)
+    if args.name == "probe":
+        return _probe(p, args)
     if args.name == "serve":  # starts `mm serve` in a subprocess; this process loads no model
         from mm.bench_serve import bench_serve
 
@@ -88,4 +105,34 @@ def main(argv: list[str]) -> int:
         print(json.dumps(result))
     else:
         print(json.dumps(result, indent=2))
+    return 0
+
+
+def _probe(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from mm.bench import machine
+    from mm.probe import probe_encoder
+
+    if args.encoder is not None:  # a tower alone: no model, no LLM to load
+        from encoders import create_encoder, list_encoders
+
+        if args.encoder not in list_encoders("image"):
+            p.error(f"--encoder {args.encoder}: not a registered image encoder ({', '.join(list_encoders('image'))})")
+        encoder = create_encoder(args.encoder)
+        if args.image_encoder is not None:
+            encoder.load_weights(args.image_encoder)
+        name = args.encoder
+    else:
+        chat = load_model(args)
+        if "image" not in chat.model.encoders:
+            p.error(f"--model {args.model}: the model has no image encoder")
+        encoder = chat.model.encoders["image"]
+        name = chat.model.config.image_encoder.name
+    try:
+        result = probe_encoder(encoder, n_train=args.scenes, n_test=args.test_scenes, seed=args.seed,
+                               renderers=tuple(args.renderers), pool=args.pool, steps=args.probe_steps)
+    except ValueError as e:  # e.g. a renderer this checkout lacks
+        p.error(str(e))
+    result = {"bench": "probe", "model": None if args.encoder else args.model, "encoder": name,
+              "weights": args.image_encoder, "machine": machine(), **result}
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
