@@ -13,13 +13,16 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from mm.captioning import caption_items
 from mm.cli.common import recent_history
 from mm.errors import InputError
+
+if TYPE_CHECKING:
+    from mm.chat import MMChat
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ def _user_text(message: str, paths: tuple[str | None, ...]) -> str:
     return message
 
 
-def build_app(model: Any, title: str = "mm: ask about pictures, sounds and clips") -> gr.Blocks:
+def build_app(model: MMChat, title: str = "mm: ask about pictures, sounds and clips") -> gr.Blocks:
     takes_video = "video" in model.config.modalities
 
     def respond(query: str, image: str | None, audio: str | None, video: str | None, chat: list, history: list,

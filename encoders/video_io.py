@@ -39,8 +39,6 @@ from mm.errors import InputError, describe_source
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}
-
 
 @dataclass
 class VideoClip:

@@ -16,10 +16,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from mm.chat import MMChat
 
 
 def machine() -> dict[str, Any]:
@@ -29,7 +32,7 @@ def machine() -> dict[str, Any]:
             "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
 
 
-def bench_caption(chat: Any, n: int = 64, batch_size: int = 16, seed: int = 5, max_new_tokens: int = 48) -> dict[str, Any]:
+def bench_caption(chat: MMChat, n: int = 64, batch_size: int = 16, seed: int = 5, max_new_tokens: int = 48) -> dict[str, Any]:
     from mm.synth.scene import render, sample_scene
 
     rng = np.random.default_rng(seed)
@@ -67,7 +70,7 @@ def synthetic_long_clip(path: Path, seconds: float, fps: int = 30, size: tuple[i
     return write_video(path, frames[:n], fps, audio=wave)
 
 
-def bench_compare(chat: Any, lengths: tuple[float, ...] = (10, 20, 40), pair_seconds: float = 60,
+def bench_compare(chat: MMChat, lengths: tuple[float, ...] = (10, 20, 40), pair_seconds: float = 60,
                   describe: bool = True) -> dict[str, Any]:
     from mm.compare import compare_clips
 

@@ -20,9 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from encoders.media_types import MEDIA_EXTENSIONS
+from mm.engine import Engine, HasEngine, engine_of
 from mm.errors import InputError
-from mm.limits import DEFAULT_LIMITS, Limits
-from mm.media import Prepared, prepare_media
+from mm.limits import Limits
+from mm.media import Prepared
+from mm.processor import check_batch_size, infer_modality
 from mm.prompt import CAPTION_PROMPTS
 
 logger = logging.getLogger(__name__)
@@ -58,20 +61,19 @@ def _prompts(prompt: Any, n: int) -> list[str | None]:
     return prompts
 
 
-def caption_items(chat: Any, items: Sequence[Any], *, batch_size: int = 8, prompt: str | Sequence[str] | None = None,
+def caption_items(chat: Engine | HasEngine, items: Sequence[Any], *, batch_size: int = 8, prompt: str | Sequence[str] | None = None,
                   lang: str = "en", on_error: str = "raise", names: Sequence[str] | None = None,
                   limits: Limits | None = None, **gen: Any) -> list[CaptionResult]:
     """One result per item, in order. `prompt`: one request for all items or one per item (default: the
     modality's "Describe ..." prompt in `lang`). Each item is decoded within `limits` (default: the
-    model's), with its own deadline."""
-    from mm.chat import check_batch_size, infer_modality
-
+    model's), with its own deadline. `chat` is an `MMChat` or its engine."""
+    engine = engine_of(chat)
     if on_error not in ("skip", "raise"):
         raise InputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     if lang not in ("en", "zh"):
         raise InputError(f"lang must be 'en' or 'zh', got {lang!r}")
     batch_size = check_batch_size(batch_size)
-    limits = limits if limits is not None else getattr(chat, "limits", DEFAULT_LIMITS)
+    limits = engine.processor.limits_for(limits)
     items = list(items)
     prompts = _prompts(prompt, len(items))
     names = list(names) if names is not None else [_name(x, i) for i, x in enumerate(items)]
@@ -86,7 +88,7 @@ def caption_items(chat: Any, items: Sequence[Any], *, batch_size: int = 8, promp
             else:
                 modality = infer_modality(item)
             deadline = time.monotonic() + limits.deadline_seconds
-            prepared = prepare_media(chat.model, modality, item, limits=limits, deadline=deadline)
+            prepared = engine.processor.prepare(item, modality, limits=limits, deadline=deadline)
         except InputError as e:
             if on_error == "raise":
                 raise InputError(f"item {i}: {e}") from None
@@ -96,7 +98,7 @@ def caption_items(chat: Any, items: Sequence[Any], *, batch_size: int = 8, promp
         requests.append((prompts[i] or CAPTION_PROMPTS[kind][lang][0], [], prepared))
         slots.append(len(results))
         results.append(CaptionResult(names[i], modality, None))
-    captions = chat.answer_batch(requests, batch_size=batch_size, limits=limits, **gen) if requests else []
+    captions = engine.answer_batch(requests, batch_size=batch_size, limits=limits, **gen) if requests else []
     for k, text in zip(slots, captions):
         results[k].caption = text
     failed = [r for r in results if r.error]
@@ -109,8 +111,6 @@ def caption_items(chat: Any, items: Sequence[Any], *, batch_size: int = 8, promp
 def media_files(paths: Iterable[str | Path], recursive: bool = True) -> Iterator[Path]:
     """Files under `paths` whose extension names an image, sound or video, in sorted order; files given
     by name are yielded whatever their extension (they fail later with a clear error if unreadable)."""
-    from mm.chat import MEDIA_EXTENSIONS
-
     exts = set().union(*MEDIA_EXTENSIONS.values())
     for p in paths:
         p = Path(p)
@@ -187,7 +187,7 @@ def _resume(out: Path, resume: bool, key: Any) -> set[str]:
     return {key(p) for p in done_paths(out)}
 
 
-def caption_files(chat: Any, files: Sequence[Path], out: str | Path, *, resume: bool = False, batch_size: int = 8,
+def caption_files(chat: Engine | HasEngine, files: Sequence[Path], out: str | Path, *, resume: bool = False, batch_size: int = 8,
                   chunk: int = 64, progress: bool = True, **kwargs: Any) -> dict[str, int]:
     """Caption `files` into the JSONL file `out`, `chunk` items at a time, flushing after each chunk.
 
@@ -196,8 +196,6 @@ def caption_files(chat: Any, files: Sequence[Path], out: str | Path, *, resume: 
     Returns counts: total, skipped (already done), captioned, failed.
     """
     from tqdm import tqdm
-
-    from mm.chat import check_batch_size
 
     check_batch_size(batch_size)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
@@ -229,7 +227,7 @@ def caption_files(chat: Any, files: Sequence[Path], out: str | Path, *, resume: 
     return counts
 
 
-def caption_shards(chat: Any, shards: Sequence[Path], out: str | Path, *, rank: int = 0, world_size: int = 1,
+def caption_shards(chat: Engine | HasEngine, shards: Sequence[Path], out: str | Path, *, rank: int = 0, world_size: int = 1,
                    resume: bool = False, batch_size: int = 8, chunk: int = 64, progress: bool = True,
                    **kwargs: Any) -> dict[str, int]:
     """Caption the samples of WebDataset shards `shards[rank::world_size]` into `out` (this rank's part).

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 
 from encoders.video_segments import Segment, iter_segments
+from mm.captioning import caption_items
+from mm.engine import Engine, HasEngine, engine_of
 from mm.errors import InputError
-from mm.limits import DEFAULT_LIMITS, Limits
-from mm.media import _prepared, batch_inputs
+from mm.limits import Limits
+from mm.modality import AudioModality, VideoModality
 from mm.synth.clip_text import COMPARE_PROMPTS
 
 
@@ -80,23 +82,22 @@ def dtw(cost: np.ndarray) -> list[tuple[int, int]]:
 
 
 @torch.no_grad()
-def _embed_segments(chat: Any, segments: list[Segment], batch: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
+def _embed_segments(engine: Engine, segments: list[Segment], batch: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
     """(S, V*D) video embeddings and (S, Q*D) audio embeddings (None unless every segment has sound)."""
-    model = chat.model
-    with_audio = "audio" in model.config.modalities and all(
-        s.audio is not None and s.audio.numel() >= 160 for s in segments)
+    clips: VideoModality = engine.model.modality(VideoModality.name)
+    sound = engine.model.modalities.get(AudioModality.name)
+    with_audio = sound is not None and all(s.audio is not None and s.audio.numel() >= 160 for s in segments)
     video, audio = [], []
     for start in range(0, len(segments), batch):
         part = segments[start:start + batch]
-        items = [_prepared("video", torch.stack([model.encoders["image"].preprocess(f) for f in s.frames]))
-                 for s in part]
-        tokens = model.bridge_tokens("video", batch_inputs(model, "video", items, chat.device))
+        items = [clips.item(clips.frames(s.frames)) for s in part]
+        tokens = clips.bridge_tokens(clips.collate(items, engine.device))
         video += [torch.nn.functional.normalize(t.float().flatten(), dim=0) for t in tokens]
         if with_audio:
-            items = [_prepared("audio", s.audio) for s in part]
-            tokens = model.bridge_tokens("audio", batch_inputs(model, "audio", items, chat.device))
+            items = [sound.item(s.audio) for s in part]
+            tokens = sound.bridge_tokens(sound.collate(items, engine.device))
             # Long segments span several audio windows: average the windows, keep the query order.
-            q = model.qformers["audio"].config.num_queries
+            q = sound.qformer.config.num_queries
             audio += [torch.nn.functional.normalize(t.float().reshape(-1, q, t.shape[-1]).mean(0).flatten(), dim=0)
                       for t in tokens]
     return torch.stack(video).numpy(), (torch.stack(audio).numpy() if with_audio else None)
@@ -114,7 +115,7 @@ def _positive_seconds(name: str, value: Any) -> float:
     return seconds
 
 
-def compare_clips(a: str | Path, b: str | Path, *, model: Any, segment_seconds: float = 2.0, cuts: bool = False,
+def compare_clips(a: str | Path, b: str | Path, *, model: Engine | HasEngine, segment_seconds: float = 2.0, cuts: bool = False,
                   cut_threshold: float = 0.25, describe: bool = True, lang: str = "en", top: int = 3,
                   max_new_tokens: int = 64, limits: Limits | None = None) -> ClipComparison:
     """Compare clips `a` and `b` with `model` (an `MMChat` whose model takes video); see the module doc.
@@ -123,15 +124,13 @@ def compare_clips(a: str | Path, b: str | Path, *, model: Any, segment_seconds: 
     `limits.max_clip_segments` segments (a clip of 600 s in windows of 0.001 s would be 600000), and the
     deadline, counted per clip.
     """
-    if "video" not in model.config.modalities:
-        raise InputError(f"this model does not take video input (it takes: {', '.join(model.config.modalities)})")
+    engine = engine_of(model)
+    engine.model.modality(VideoModality.name)  # InputError: this model does not take video input
     if lang not in COMPARE_PROMPTS:
         raise InputError(f"lang must be one of {', '.join(COMPARE_PROMPTS)}, got {lang!r}")
     segment_seconds = _positive_seconds("segment_seconds (--segment)", segment_seconds)
-    limits = limits if limits is not None else getattr(model, "limits", DEFAULT_LIMITS)
-    if not isinstance(limits, Limits):
-        raise InputError(f"limits must be an mm.limits.Limits, got {type(limits).__name__}")
-    frames = model.config.video.frames
+    limits = engine.processor.limits_for(limits)
+    frames = engine.model.config.video.frames
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     kw = {"seconds": segment_seconds, "frames": frames, "cuts": cuts, "cut_threshold": cut_threshold,
@@ -143,8 +142,8 @@ def compare_clips(a: str | Path, b: str | Path, *, model: Any, segment_seconds: 
         raise InputError(f"{a if not seg_a else b}: no frames could be decoded")
     seconds["decode"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    va, aa = _embed_segments(model, seg_a)
-    vb, ab = _embed_segments(model, seg_b)
+    va, aa = _embed_segments(engine, seg_a)
+    vb, ab = _embed_segments(engine, seg_b)
     seconds["embed"] = time.perf_counter() - t0
     # Keep the segment frames small: only key frames are needed for the report.
     for s in seg_a + seg_b:
@@ -167,9 +166,9 @@ def compare_clips(a: str | Path, b: str | Path, *, model: Any, segment_seconds: 
                             None if a_along is None else float(a_along.mean()), differing, seconds=seconds)
     if describe:
         t0 = time.perf_counter()
-        caps = model.caption([str(a), str(b)], lang=lang, max_new_tokens=max_new_tokens, limits=limits)
-        result.descriptions = {"a": caps[0], "b": caps[1]}
-        result.difference, _ = model.chat(COMPARE_PROMPTS[lang], video=[str(a), str(b)], max_new_tokens=max_new_tokens,
-                                          limits=limits)
+        caps = caption_items(engine, [str(a), str(b)], lang=lang, max_new_tokens=max_new_tokens, limits=limits)
+        result.descriptions = {"a": caps[0].caption, "b": caps[1].caption}
+        result.difference = engine.answer(COMPARE_PROMPTS[lang], video=[str(a), str(b)], max_new_tokens=max_new_tokens,
+                                          limits=limits).text
         seconds["describe"] = time.perf_counter() - t0
     return result

@@ -6,13 +6,9 @@ raised here rather than as a driver error deep inside the first `.to(device)`.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
 from mm.errors import InputError
-
-DTypeName = Literal["fp32", "fp16", "bf16", "auto"]
 
 _DTYPES = {
     "fp32": torch.float32,

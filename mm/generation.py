@@ -142,19 +142,27 @@ def generate(
     vocab_limit: int | None = None,
     generator: torch.Generator | None = None,
     suppress_ids: set[int] | None = None,
+    cache: DynamicCache | None = None,
+    cached: int = 0,
 ) -> Iterator[torch.Tensor]:
     """Yields (B,) token ids per step; a finished row yields `pad_id`. Stops when all rows finished.
 
     `vocab_limit` masks logits of ids the tokenizer cannot decode (embedding tables are often padded);
-    `suppress_ids` are never generated (media placeholders).
+    `suppress_ids` are never generated (media placeholders). `cache` (default: a new one) receives the
+    keys and values; when it already holds the first `cached` prompt positions (a conversation's earlier
+    turns, see `mm.engine.PrefixCache`), only the rest of the prompt is prefilled.
     """
     b = inputs_embeds.shape[0]
     device = inputs_embeds.device
     attention_mask = attention_mask.to(device)
     position_ids = prefill_position_ids(llm, attention_mask)
-    cache = DynamicCache()
-    out = llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-              past_key_values=cache, use_cache=True)
+    if cache is None:
+        cache = DynamicCache()
+    # Without padding the LLM needs no mask: None means "every token is real" and spares it building one
+    # (the same numbers, a few ms less per forward at tiny sizes).
+    padded = not bool(attention_mask.all())
+    out = llm(inputs_embeds=inputs_embeds[:, cached:], attention_mask=attention_mask if padded else None,
+              position_ids=position_ids[..., cached:], past_key_values=cache, use_cache=True)
     finished = torch.zeros(b, dtype=torch.bool, device=device)
     stop = torch.tensor(sorted(stop_ids), device=device, dtype=torch.long)
     generated = torch.empty(b, 0, dtype=torch.long, device=device)
@@ -173,6 +181,6 @@ def generate(
             return
         generated = torch.cat([generated, tok[:, None]], dim=1)
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(b, 1)], dim=1)
-        out = llm(input_ids=tok[:, None], attention_mask=attention_mask, position_ids=next_pos,
+        out = llm(input_ids=tok[:, None], attention_mask=attention_mask if padded else None, position_ids=next_pos,
                   past_key_values=out.past_key_values, use_cache=True)
         next_pos = next_position_ids(llm, next_pos)

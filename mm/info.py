@@ -8,12 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from bridge.projector import Projector, ProjectorConfig
-from bridge.qformer import QFormer
-from bridge.temporal import TemporalQFormer
-from encoders.registry import create_encoder
 from mm.config import LLMConfig, MMConfig
 from mm.llm import build_llm, chatglm_v1_parameters
+from mm.modality import MODALITY_TYPES
 from mm.quant import QuantName, check_quant, estimate_bytes, estimate_bytes_from_shapes
 
 # Columns of the table: how the LLM is stored (int8/int4 as bitsandbytes stores them: scales included,
@@ -50,20 +47,11 @@ def components(cfg: MMConfig) -> list[Component]:
         else:
             llm_params = chatglm_v1_parameters(cfg.llm)
         for m in cfg.modalities:
-            if m == "video":
-                image_q = cfg.image_qformer.hidden_size
-                t_cfg = dataclasses.replace(cfg.video.temporal, encoder_width=image_q)
-                out.append(Component("video temporal Q-Former", _count(TemporalQFormer(t_cfg, cfg.video.max_frames)), True))
-                proj = Projector(ProjectorConfig(cfg.projector, t_cfg.hidden_size, cfg.llm.hidden_size))
-                out.append(Component("video projection", _count(proj), True))
-                continue
-            enc_cfg = getattr(cfg, f"{m}_encoder")
-            encoder = create_encoder(enc_cfg.name, **enc_cfg.options)
-            q_cfg = dataclasses.replace(getattr(cfg, f"{m}_qformer"), encoder_width=encoder.width)
-            out.append(Component(f"{m} encoder ({enc_cfg.name})", _count(encoder), False))
-            out.append(Component(f"{m} Q-Former", _count(QFormer(q_cfg)), True))
-            proj = Projector(ProjectorConfig(cfg.projector, q_cfg.hidden_size, cfg.llm.hidden_size))
-            out.append(Component(f"{m} projection", _count(proj), True))
+            parts = MODALITY_TYPES[m].build_parts(cfg, cfg.llm.hidden_size)
+            if parts.encoder is not None:
+                out.append(Component(parts.encoder_label, _count(parts.encoder), False))
+            out.append(Component(f"{m} {parts.qformer_label}", _count(parts.qformer), True))
+            out.append(Component(f"{m} projection", _count(parts.projector), True))
     out.append(Component(f"LLM ({cfg.llm.arch}, {cfg.llm.num_layers} layers)", llm_params, False))
     return out
 

@@ -17,6 +17,20 @@ def tiny():
     return mm.load("mm-tiny")
 
 
+def prompt_tokens(chat, query: str = "What is it?", **kwargs) -> int:
+    """The length of the prompt `chat` builds for `query` (media slots included), from its first reply."""
+    return next(chat.respond(query, max_new_tokens=1, **kwargs)).prompt_tokens
+
+
+def history_tokens(chat, history: list[tuple[str, str]], query: str) -> int:
+    """How many tokens `history` adds to the prompt of `query`, by the template alone (`mm.prompt.build_prompt`)."""
+    from mm.prompt import build_prompt, get_template
+
+    template = get_template(chat.config.llm.template)
+    return (len(build_prompt(chat.tokenizer, template, [*history, (query, None)])[0])
+            - len(build_prompt(chat.tokenizer, template, [(query, None)])[0]))
+
+
 def make_image(colour: str = "red", size: tuple[int, int] = (96, 80)) -> Image.Image:
     img = Image.new("RGB", size, "white")
     ImageDraw.Draw(img).ellipse([10, 10, 60, 60], fill=colour)
@@ -57,4 +71,4 @@ def clips(tmp_path_factory):
     from mm.synth import write_split
 
     root = tmp_path_factory.mktemp("clips")
-    return write_split(root, "test", 0, 0, seed=12, n_videos=4, n_pairs=4, workers=1)  # pairs: 3 same, 1 motion
+    return write_split(root, "test", 0, 0, seed=12, n_videos=4, n_pairs=4, workers=1)  # pairs: 1 same, 3 differ

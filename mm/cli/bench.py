@@ -3,7 +3,9 @@
 random-weight VisualGLM-6B in the published SAT layout, about 15.6 GB, loaded in bf16 and int4) and `serve`
 (concurrent clients against a `mm serve` process: requests/s, latency, 429s, 5xx, memory before and after)
 and `probe` (a probe trained on the frozen image encoder's tokens of single-shape scenes: held-out accuracy
-of shape, position, colour and size, what a bridge could read at best).
+of shape, position, colour and size, what a bridge could read at best) and `chat` (time to first token of
+the follow-ups of a 5-turn image+audio conversation, the engine's prefix cache against prefilling the whole
+history every turn, with identical greedy answers).
 
 Figures are measured side by side in one run and reported as ratios; BENCHMARKS.md records them.
 
@@ -16,6 +18,7 @@ Examples:
   mm bench serve --json --requests 1000 --clients 8 --max-tokens 8
   mm bench probe --json                                   # the --model's image encoder
   mm bench probe --json --encoder tiny-convvit --image-encoder runs/enc.safetensors --renderers train alt
+  mm bench chat --json --repeats 7 --threads 1
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def main(argv: list[str]) -> int:
     from mm.bench import bench_caption, bench_compare, bench_qformer, machine
 
     p = parser("bench", __doc__)
-    p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize", "serve", "probe"])
+    p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize", "serve", "probe", "chat"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--items", type=int, default=64, help="caption: images to caption")
     p.add_argument("--batch-size", type=int, default=16, help="caption: batch size")
@@ -40,7 +43,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-describe", action="store_true", help="compare: skip the model's descriptions")
     p.add_argument("--batch", type=int, default=8, help="qformer: items per forward")
     p.add_argument("--tokens", type=int, default=257, help="qformer: encoder tokens per item (EVA ViT-g: 257)")
-    p.add_argument("--repeats", type=int, default=7, help="qformer: timed runs of each (median reported)")
+    p.add_argument("--repeats", type=int, default=7, help="qformer, chat: timed runs of each (median reported)")
     p.add_argument("--tiny", action="store_true", help="qformer: a toy-size Q-Former (for tests)")
     p.add_argument("--out", default=None, help="fullsize: folder for the 15.6 GB release (default: temp)")
     p.add_argument("--keep", action="store_true", help="fullsize: keep the written release")
@@ -62,8 +65,13 @@ def main(argv: list[str]) -> int:
                    help="probe: how the probe reads the tokens (see mm.probe.AttributeProbe)")
     p.add_argument("--probe-steps", type=positive_int, default=600, help="probe: optimizer steps")
     p.add_argument("--seed", type=int, default=0, help="probe: seed of the scenes and the probe")
+    p.add_argument("--chat-tokens", type=positive_int, default=32, help="chat: max_new_tokens of every turn")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="chat: torch threads (default: torch's; 1 gives steadier figures on a busy machine)")
     add_model_args(p)
     args = p.parse_args(argv)
+    if args.name == "chat":
+        return _chat(p, args)
     if args.name == "probe":
         return _probe(p, args)
     if args.name == "serve":  # starts `mm serve` in a subprocess; this process loads no model
@@ -136,3 +144,20 @@ def _probe(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
               "weights": args.image_encoder, "machine": machine(), **result}
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
+
+
+def _chat(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import torch
+
+    from mm.bench import machine
+    from mm.bench_chat import bench_chat
+
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    chat = load_model(args)
+    result = bench_chat(chat, repeats=args.repeats, max_new_tokens=args.chat_tokens)
+    result = {"bench": "chat", "model": args.model, "machine": machine(), **result}
+    print(json.dumps(result, ensure_ascii=False) if args.json else json.dumps(result, indent=2, ensure_ascii=False))
+    return 0 if result["identical_answers"] else 1

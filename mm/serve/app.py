@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +48,9 @@ from mm.serve.requests import (
 )
 from mm.serve.validate import parse_json
 from mm.serve.worker import QueueFull, QueueTimeout, Worker
+
+if TYPE_CHECKING:
+    from mm.chat import MMChat
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +108,7 @@ def _openai_finish(reason: str | None) -> str | None:
     return "length" if reason == "deadline" else reason
 
 
-def create_app(chat: Any, *, model_name: str = "mm-tiny", api_key: str | None = None,
+def create_app(chat: MMChat, *, model_name: str = "mm-tiny", api_key: str | None = None,
                limits: ServerLimits | None = None, max_queue: int = 8) -> FastAPI:
     limits = limits or ServerLimits()
     worker = Worker(max_queue)
@@ -303,7 +306,7 @@ class _Decoder:
     """Sound and video decoding for the worker thread: in a child process (`mm.decode_process`), so a
     corrupt clip that makes a codec hang or crash costs that request its deadline, never the server."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: MMChat) -> None:
         self.model = model
         self.process: DecodeProcess | None = None  # started on first use: text and image requests need none
 

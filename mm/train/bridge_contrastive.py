@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torch import nn
 
+from mm.model import MMModel
 from mm.train.contrastive import TextTower
 from mm.train.examples import media_key
 from mm.train.features import FeatureCache
@@ -29,15 +30,13 @@ from mm.train.sources import Record
 
 
 class BridgeContrastive(nn.Module):
-    def __init__(self, model: Any, modality: str, text: TextTower, embed_dim: int = 128, rank: int = 0,
+    def __init__(self, model: MMModel, modality: str, text: TextTower, embed_dim: int = 128, rank: int = 0,
                  world_size: int = 1) -> None:
         super().__init__()
         self.model = model
         self.modality = modality
         self.text = text
-        width = model.qformers[modality].config.hidden_size if modality != "video" else \
-            model.qformers["video"].qformer.config.hidden_size
-        self.media_proj = nn.Linear(width, embed_dim)
+        self.media_proj = nn.Linear(model.modality(modality).bridge_width, embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.loss = ClipLoss(gather_with_grad=world_size > 1, rank=rank, world_size=world_size)
 

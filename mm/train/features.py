@@ -10,7 +10,6 @@ read are recorded as bad, logged and counted, and skipped by training.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from encoders.audio_io import load_audio
 from encoders.video_io import load_video
 from mm.errors import InputError
 from mm.media import Prepared, batch_inputs, video_frames
+from mm.model import MMModel
 from mm.train.examples import TRACK
 
 logger = logging.getLogger(__name__)
@@ -34,26 +34,14 @@ logger = logging.getLogger(__name__)
 SHARD_ITEMS = 2048
 
 
-def fingerprint(model: Any, modality: str) -> str:
-    """Hash of what determines the features: encoder identity, weights and preprocessing."""
-    enc = model.encoder_for(modality)
-    cfg = getattr(model.config, f"{'image' if modality == 'video' else modality}_encoder")
-    h = hashlib.sha256(json.dumps({"name": cfg.name, "options": cfg.options}, sort_keys=True).encode())
-    if modality == "video":
-        v = model.config.video
-        h.update(json.dumps(["video", v.frames, v.fps, v.max_frames]).encode())
-    if modality in ("image", "video"):
-        h.update(json.dumps([enc.image_size, list(enc.mean), list(enc.std), enc.layer]).encode())
-    else:
-        h.update(json.dumps([enc.n_mels, enc.window_frames, enc.sample_rate]).encode())
-    for name, t in sorted(enc.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+def fingerprint(model: MMModel, modality: str) -> str:
+    """Hash of what determines the features: encoder identity, weights and preprocessing
+    (`Modality.cache_fingerprint`)."""
+    return model.modality(modality).cache_fingerprint()
 
 
 class FeatureCache:
-    def __init__(self, root: str | Path, model: Any, modality: str) -> None:
+    def __init__(self, root: str | Path, model: MMModel, modality: str) -> None:
         self.model = model
         self.modality = modality
         self.dir = Path(root) / f"{modality}-{fingerprint(model, modality)}"

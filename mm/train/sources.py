@@ -16,14 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from encoders.media_types import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from mm.errors import InputError
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
-AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"}
-VIDEO_EXTS = {".mp4", ".mkv", ".webm", ".mov", ".avi"}
-
 
 @dataclass
 class Record:
@@ -150,9 +146,9 @@ def read_webdataset(shards: list[str | Path]) -> Iterator[Record]:
 
 
 def _wds_record(key: str, group: dict[str, bytes]) -> Record | None:
-    media = [("image", b) for e, b in group.items() if e in IMAGE_EXTS]
-    media += [("audio", b) for e, b in group.items() if e in AUDIO_EXTS]
-    media += [("video", b) for e, b in group.items() if e in VIDEO_EXTS]
+    media = [("image", b) for e, b in group.items() if e in IMAGE_EXTENSIONS]
+    media += [("audio", b) for e, b in group.items() if e in AUDIO_EXTENSIONS]
+    media += [("video", b) for e, b in group.items() if e in VIDEO_EXTENSIONS]
     captions, convs = [], []
     if ".txt" in group:
         captions.append(group[".txt"].decode("utf-8").strip())

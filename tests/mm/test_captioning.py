@@ -18,6 +18,7 @@ import soundfile as sf
 from mm.captioning import caption_files, caption_items, done_paths, media_files
 from mm.errors import InputError
 from tests.conftest import make_image, tone
+from tests.golden import GOLDEN
 from tests.mm.test_cli import MM
 
 ASSETS = Path(__file__).parents[2] / "demos" / "assets"
@@ -54,9 +55,9 @@ def test_bad_items_are_skipped_or_raise(tiny, tmp_path):
 
 
 def test_per_item_prompts(tiny):
-    items = [ASSETS / "three_shapes.png", ASSETS / "three_beeps.wav"]
-    out = tiny.caption(items, prompt=["How many shapes are there?", "How many beeps are there?"])
-    assert out == ["There are three shapes.", "There are three beeps."]
+    golden = [GOLDEN["three_shapes"], GOLDEN["three_beeps"]]
+    out = tiny.caption([g.path() for g in golden], prompt=[g.question for g in golden])
+    assert out == [g.answer for g in golden]
 
 
 def _tree(root: Path) -> list[Path]:

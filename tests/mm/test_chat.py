@@ -3,13 +3,21 @@ import pytest
 
 import mm
 from mm.errors import InputError
-from tests.conftest import make_image, tone, wav_bytes
+from tests.conftest import history_tokens, make_image, prompt_tokens, tone, wav_bytes
 
 
 def test_chat_returns_response_and_history(tiny):
-    response, history = tiny.chat("What colour is the circle?", image=make_image(), max_new_tokens=8)
-    assert isinstance(response, str)
-    assert history == [("What colour is the circle?", response)]
+    question = "What colour is the circle?"
+    response, history = tiny.chat(question, image=make_image(), max_new_tokens=8)
+    *_, last = tiny.respond(question, image=make_image(), max_new_tokens=8)
+    assert response == last.text and 1 <= last.completion_tokens <= 8 and response.strip()
+    assert history == [(question, response)]
+    # The picture took exactly its Q-Former's query slots in the prompt, beside the question's tokens.
+    assert last.prompt_tokens - prompt_tokens(tiny, question) == tiny.config.image_qformer.num_queries
+    # A follow-up reads the first turn: its prompt is longer by exactly that turn's tokens.
+    follow_up = "And its shape?"
+    assert (prompt_tokens(tiny, follow_up, image=make_image(), history=history)
+            - prompt_tokens(tiny, follow_up, image=make_image())) == history_tokens(tiny, history, follow_up) > 0
 
 
 def test_follow_up_reuses_the_cached_encoding(tiny, tmp_path):
@@ -24,10 +32,17 @@ def test_follow_up_reuses_the_cached_encoding(tiny, tmp_path):
 
 
 def test_image_and_audio_together_and_several_of_each(tiny):
-    r, _ = tiny.chat("Which picture goes with the sound?", image=[make_image("red"), make_image("blue")],
-                     audio=[wav_bytes(tone(440)), (16000, (tone(880) * 32767).astype(np.int16))],
-                     max_new_tokens=4)
-    assert isinstance(r, str)
+    question = "Which picture goes with the sound?"
+    images = [make_image("red"), make_image("blue")]
+    sounds = [wav_bytes(tone(440)), (16000, (tone(880) * 32767).astype(np.int16))]
+    r, history = tiny.chat(question, image=images, audio=sounds, max_new_tokens=4)
+    assert history == [(question, r)] and r.strip()
+    # Every item has its slots in the prompt: none dropped, none counted twice.
+    bare = prompt_tokens(tiny, question)
+    slots = [prompt_tokens(tiny, question, image=im) - bare for im in images]
+    slots += [prompt_tokens(tiny, question, audio=a) - bare for a in sounds]
+    assert slots[:2] == [tiny.config.image_qformer.num_queries] * 2 and min(slots[2:]) > 0
+    assert prompt_tokens(tiny, question, image=images, audio=sounds) - bare == sum(slots)
 
 
 def test_stream_chat_grows_to_the_chat_answer(tiny):

@@ -12,6 +12,7 @@ import pytest
 import mm
 from mm.compare import dtw
 from mm.compare_report import save_report
+from tests.golden import GOLDEN
 from tests.mm.test_cli import MM
 from tests.mm.test_video import _records
 
@@ -81,13 +82,12 @@ def test_compare_command_one_pair_and_many(clips, tmp_path):
 
 def test_trained_model_tells_clips_that_differ_in_motion_apart(tiny):
     """The shipped model on two clips that differ only in motion direction, and on identical clips."""
-    from demos.app import ASSETS
-
-    left, right = ASSETS / "red_circle_left_fast.mp4", ASSETS / "red_circle_right_fast.mp4"
+    golden = GOLDEN["compare_left_right"]
+    left, right = golden.media()["video"]
     moved = mm.compare_clips(left, right, model=tiny)
     same = mm.compare_clips(left, left, model=tiny)
     assert moved.visual_score < 0.8 and same.visual_score > 0.99
-    assert moved.difference == "In the first clip the shape moves to the left; in the second it moves to the right."
+    assert moved.difference == golden.answer
 
 
 @pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), "2", True])

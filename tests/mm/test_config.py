@@ -5,6 +5,7 @@ import mm
 from mm.config import apply_overrides, list_presets, preset
 from mm.errors import InputError
 from mm.llm import build_llm, chatglm_v1_parameters
+from tests.conftest import prompt_tokens
 
 
 def test_presets_exist():
@@ -35,9 +36,12 @@ def test_unknown_override_lists_known_fields():
 
 def test_load_with_override_changes_the_slot_count():
     small = mm.load("mm-tiny", num_queries=4)
-    assert small.model.qformers["image"].config.num_queries == 4
-    r, _ = small.chat("hi", image=torch.zeros(8, 8, 3, dtype=torch.uint8).numpy(), max_new_tokens=2)
-    assert isinstance(r, str)
+    assert small.config.image_qformer.num_queries == 4
+    picture = torch.zeros(8, 8, 3, dtype=torch.uint8).numpy()
+    # The picture fills 4 slots of the prompt now, not the shipped 8 (the weights still load and answer).
+    assert prompt_tokens(small, "hi", image=picture) - prompt_tokens(small, "hi") == 4
+    r, history = small.chat("hi", image=picture, max_new_tokens=2)
+    assert history == [("hi", r)]
 
 
 def test_unknown_preset_and_full_scale_without_weights_are_clear_errors():

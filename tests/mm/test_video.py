@@ -15,7 +15,7 @@ from mm.errors import InputError
 from mm.media import prepare_media
 from mm.synth.clip_text import caption_clip, compare_answer
 from mm.synth.video import sample_clip, variant
-from tests.conftest import tone
+from tests.conftest import history_tokens, prompt_tokens, tone
 
 
 def _records(manifest):
@@ -62,7 +62,11 @@ def test_a_video_with_sound_becomes_frames_then_its_sound_track(video_model, cli
     with_video = next(video_model.respond("What happens?", video=path, max_new_tokens=1)).prompt_tokens
     assert with_video - base == video_slots + audio_slots
     answer, history = video_model.chat("What happens?", video=path, max_new_tokens=4)
-    assert isinstance(answer, str) and history[-1][0] == "What happens?"
+    assert history == [("What happens?", answer)]
+    # The follow-up reads the clip and the first turn: longer by exactly that turn's tokens.
+    again = prompt_tokens(video_model, "And then?", video=path, history=history)
+    turn = history_tokens(video_model, history, "And then?")
+    assert again - prompt_tokens(video_model, "And then?", video=path) == turn > 0
 
 
 def test_silent_video_and_audio_only_file(video_model, tmp_path):

@@ -23,7 +23,7 @@ import mm
 from mm.chatglm_v1.weights import read_tokenizer
 from mm.cli.main import main as cli_main
 from tests.bridge import test_qformer_layouts as qformer_ref
-from tests.conftest import make_image
+from tests.conftest import make_image, prompt_tokens
 from tests.encoders import test_eva_layouts as eva_ref
 from tests.mm.test_chatglm_v1 import (
     CORPUS,
@@ -194,7 +194,8 @@ def test_chat_builds_visualglm_prompt_and_answers(loaded):
     tok = chat.tokenizer
     image = make_image()
     answer, history = chat.chat(QUESTION, image=image, max_new_tokens=4)
-    assert isinstance(answer, str) and history == [(QUESTION, answer)]
+    *_, last = chat.respond(QUESTION, image=image, max_new_tokens=4)
+    assert history == [(QUESTION, answer)] and last.text == answer and last.completion_tokens <= 4
 
     items = chat._collect(image, None)
     ids = chat._prompt(QUESTION, [], items, chat._embed(items), max_new_tokens=4)
@@ -202,13 +203,14 @@ def test_chat_builds_visualglm_prompt_and_answers(loaded):
     expected = (tok.encode("<img>", add_special_tokens=False) + [slot] * Q
                 + tok.encode(f"</img>问：{QUESTION}\n答：", add_special_tokens=False)
                 + [tok.gmask_token_id, tok.bos_token_id])
-    assert ids == expected
+    assert ids == expected and last.prompt_tokens == len(expected)  # the prompt `chat` answered
     # A follow-up keeps the image and the earlier round: VisualGLM's "问：q\n答：a\n" rounds.
     earlier = [(QUESTION, "一个红色的圆。")]
     again = chat._prompt("什么颜色？", earlier, items, chat._embed(items), max_new_tokens=4)
     run = f"</img>问：{QUESTION}\n答：一个红色的圆。\n问：什么颜色？\n答："
     assert again == (tok.encode("<img>", add_special_tokens=False) + [slot] * Q
                      + tok.encode(run, add_special_tokens=False) + [tok.gmask_token_id, tok.bos_token_id])
+    assert prompt_tokens(chat, "什么颜色？", image=image, history=earlier) == len(again)
 
 
 # -- strictness -------------------------------------------------------------------------------------

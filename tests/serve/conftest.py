@@ -39,15 +39,24 @@ def server(tiny):
         yield url
 
 
-@pytest.fixture(scope="module")
-def gradio_url(tiny):
-    """The Gradio app on a free loopback port."""
+@contextmanager
+def gradio_app(model):
+    """The Gradio app over `model` on a free loopback port; yields its URL."""
     from demos.app import build_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = build_app(tiny)
+    app = build_app(model)
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def gradio_url(tiny):
+    """The Gradio app on a free loopback port."""
+    with gradio_app(tiny) as url:
+        yield url

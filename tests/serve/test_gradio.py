@@ -7,6 +7,8 @@ import pytest
 from gradio_client import Client, handle_file
 
 from demos.app import ASSETS
+from tests.golden import GOLDEN
+from tests.serve.conftest import gradio_app
 
 
 @pytest.fixture(scope="module")
@@ -15,15 +17,14 @@ def client(gradio_url):
 
 
 def test_image_question_gets_the_right_answer(client, tiny):
-    image = ASSETS / "three_shapes.png"
+    golden = GOLDEN["three_shapes"]
     # The per-session history is server-side state, so the API takes and returns the visible chat only.
-    chat, box = client.predict("How many shapes are there?", handle_file(str(image)), None, None, [], 16, 0.0, 1.0,
+    chat, box = client.predict(golden.question, handle_file(str(golden.path())), None, None, [], 16, 0.0, 1.0,
                                api_name="/chat")
-    expected = "There are three shapes."
     assert [m["role"] for m in chat] == ["user", "assistant"]
-    assert chat[0]["content"][-1]["text"] == "How many shapes are there?"
+    assert chat[0]["content"][-1]["text"] == golden.question
     assert chat[0]["content"][0]["type"] == "file"  # the picture is shown with the first question
-    assert chat[-1]["content"][0]["text"] == expected
+    assert chat[-1]["content"][0]["text"] == golden.answer
     assert box == ""
 
 
@@ -48,17 +49,42 @@ def test_captions_tab_returns_a_table_and_a_jsonl_file(client, tmp_path):
     assert [r["path"] for r in lines] == ["red_circle.png", "three_beeps.wav", "broken.png"]
 
 
-def test_two_users_keep_their_own_history(gradio_url, tiny):
-    alice, bob = Client(gradio_url, verbose=False), Client(gradio_url, verbose=False)
-    image = handle_file(str(ASSETS / "three_shapes.png"))
-    chat_a, _ = alice.predict("Where is the star?", image, None, None, [], 16, 0.0, 1.0, api_name="/chat")
-    bob.predict("How many shapes are there?", image, None, None, [], 16, 0.0, 1.0, api_name="/chat")
-    # The visible chat is not what the model reads: the session state holds the history.
-    chat_a, _ = alice.predict("And what colour is it?", image, None, None, [], 16, 0.0, 1.0, api_name="/chat")
-    first = tiny.chat("Where is the star?", image=ASSETS / "three_shapes.png", max_new_tokens=16)
-    second, _ = tiny.chat("And what colour is it?", image=ASSETS / "three_shapes.png", history=first[1],
-                          max_new_tokens=16)
-    assert chat_a[-1]["content"][0]["text"] == second  # Bob's question never entered Alice's history
+class Recording:
+    """`model`, noting the question and the history the app gives each `stream_chat` call."""
+
+    def __init__(self, model):
+        self._model = model
+        self.calls: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def stream_chat(self, query, **kwargs):
+        self.calls.append((query, [tuple(turn) for turn in kwargs.get("history") or []]))
+        return self._model.stream_chat(query, **kwargs)
+
+
+def test_two_users_keep_their_own_history(tiny):
+    model = Recording(tiny)
+    with gradio_app(model) as url:
+        alice, bob = Client(url, verbose=False), Client(url, verbose=False)
+        image = handle_file(str(ASSETS / "three_shapes.png"))
+
+        def say(user, question):
+            # The visible chat is sent empty: the history the model reads is the session's state, kept server-side.
+            chat, _ = user.predict(question, image, None, None, [], 8, 0.0, 1.0, api_name="/chat")
+            return chat[-1]["content"][0]["text"]
+
+        a1 = say(alice, "Where is the star?")
+        b1 = say(bob, "How many shapes are there?")
+        say(alice, "And what colour is it?")
+        say(bob, "And which is the largest?")
+    assert model.calls == [
+        ("Where is the star?", []),
+        ("How many shapes are there?", []),  # Alice's turn is not in Bob's session
+        ("And what colour is it?", [("Where is the star?", a1)]),  # only her own turn
+        ("And which is the largest?", [("How many shapes are there?", b1)]),
+    ]
 
 
 def test_compare_tab_scores_two_clips_and_offers_the_report(client, clips):

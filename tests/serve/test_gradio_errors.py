@@ -14,6 +14,7 @@ from demos.app import ASSETS
 from mm.cli.common import recent_history
 from mm.limits import Limits
 from tests.conftest import tone, wav_bytes
+from tests.golden import GOLDEN
 
 
 def png_bomb(side: int = 30000) -> bytes:
@@ -57,8 +58,9 @@ def test_unreadable_image_is_a_chat_message(client, tiny, tmp_path, caplog, capf
     assert [(r.name, r.levelname) for r in warnings] == [("demos.app", "WARNING")], warnings
     assert "Traceback" not in capfd.readouterr().err
     # The app goes on: the next question with a good picture gets its answer.
-    text, box = ask(client, "How many shapes are there?", handle_file(str(ASSETS / "three_shapes.png")))
-    assert text == "There are three shapes." and box == ""
+    golden = GOLDEN["three_shapes"]
+    text, box = ask(client, golden.question, handle_file(str(golden.path())))
+    assert text == golden.answer and box == ""
 
 
 def test_the_models_limits_apply_to_uploads(tiny):

@@ -7,8 +7,8 @@ import httpx
 import openai
 import pytest
 
-from demos.app import ASSETS
-from tests.conftest import make_image, tone, wav_bytes
+from tests.conftest import history_tokens, make_image, prompt_tokens, tone, wav_bytes
+from tests.golden import GOLDEN
 
 
 def png_url(colour="red") -> str:
@@ -32,9 +32,10 @@ def ask(text, image=None, audio=None):
 
 
 def test_a_synthetic_world_question_is_answered_correctly(client):
-    audio = base64.b64encode(open(ASSETS / "three_beeps.wav", "rb").read()).decode()
-    r = client.chat.completions.create(model="mm-tiny", messages=ask("How many beeps are there?", audio=audio))
-    assert r.choices[0].message.content == "There are three beeps." and r.choices[0].finish_reason == "stop"
+    golden = GOLDEN["three_beeps"]
+    audio = base64.b64encode(golden.path().read_bytes()).decode()
+    r = client.chat.completions.create(model="mm-tiny", messages=ask(golden.question, audio=audio))
+    assert r.choices[0].message.content == golden.answer and r.choices[0].finish_reason == "stop"
 
 
 def test_models_lists_the_model(client):
@@ -65,12 +66,18 @@ def test_streaming_gives_the_same_answer(client):
     assert "".join(parts) == full and finish in ("stop", "length") and usage.completion_tokens >= 1
 
 
-def test_audio_and_multi_turn(client):
-    audio = base64.b64encode(wav_bytes(tone(880))).decode()
-    messages = ask("What do you hear?", audio=audio) + [
+def test_audio_and_multi_turn(client, tiny):
+    wav = wav_bytes(tone(880))
+    messages = ask("What do you hear?", audio=base64.b64encode(wav).decode()) + [
         {"role": "assistant", "content": "A beep."}, {"role": "user", "content": "How many?"}]
     r = client.chat.completions.create(model="mm-tiny", messages=messages, max_tokens=4)
-    assert isinstance(r.choices[0].message.content, str)
+    # The earlier exchange is the model's history and the sound its media: the same as asking it directly.
+    history = [("What do you hear?", "A beep.")]
+    *_, last = tiny.respond("How many?", audio=wav, history=history, max_new_tokens=4)
+    assert r.choices[0].message.content == last.text
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (last.prompt_tokens, last.completion_tokens)
+    without = prompt_tokens(tiny, "How many?", audio=wav)
+    assert r.usage.prompt_tokens - without == history_tokens(tiny, history, "How many?") > 0
 
 
 @pytest.mark.parametrize("messages,message", [

@@ -8,9 +8,9 @@ import time
 
 import httpx
 
-from demos.app import ASSETS
 from mm.serve import Limits, create_app
 from tests.conftest import make_image, tone, wav_bytes
+from tests.golden import GOLDEN
 from tests.serve.conftest import running
 from tests.serve.fakes import occupy_worker
 
@@ -22,9 +22,10 @@ def b64_png(colour="red"):
 
 
 def test_visualglm_api_answers_a_synthetic_question(server):
-    image = base64.b64encode((ASSETS / "three_shapes.png").read_bytes()).decode()
-    r = httpx.post(server + "/", json={"image": image, "text": "How many shapes are there?", "history": []}, timeout=60)
-    assert r.json()["result"] == "There are three shapes."
+    golden = GOLDEN["three_shapes"]
+    image = base64.b64encode(golden.path().read_bytes()).decode()
+    r = httpx.post(server + "/", json={"image": image, "text": golden.question, "history": []}, timeout=60)
+    assert r.json()["result"] == golden.answer
 
 
 def test_visualglm_api_returns_the_updated_history(server, tiny):
