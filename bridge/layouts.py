@@ -31,13 +31,14 @@ from typing import Literal
 
 import torch
 
+from bridge.names import BRIDGE_PREFIXES, PROJECTORS, QFORMERS, is_bridge_key
 from bridge.qformer import QFormerConfig, blip2_qformer_name
 from mm.errors import InputError
 
 Layout = Literal["ours", "visualglm-sat", "visualglm-hf", "visualglm-blip2", "lavis", "hf-blip2"]
 
-IMAGE_QFORMER = "qformers.image."
-IMAGE_PROJECTOR = "projectors.image.net."
+IMAGE_QFORMER = f"{QFORMERS}.image."
+IMAGE_PROJECTOR = f"{PROJECTORS}.image.net."
 
 # Why a tensor of a foreign checkpoint is not part of the bridge.
 IMAGE_ENCODER = "image encoder"
@@ -144,7 +145,7 @@ def bridge_layout(state: dict[str, torch.Tensor]) -> Layout:
     def has(*prefixes: str) -> bool:
         return any(k.startswith(prefixes) for k in keys)
 
-    if has("qformers.", "projectors."):
+    if has(*BRIDGE_PREFIXES):
         return "ours"
     if has("mixins.eva.model."):
         return "visualglm-sat"
@@ -163,7 +164,7 @@ def bridge_layout(state: dict[str, torch.Tensor]) -> Layout:
 
 
 def _ours(state: dict[str, torch.Tensor]) -> BridgeWeights:
-    weights = BridgeWeights({k: v for k, v in state.items() if k.startswith(("qformers.", "projectors."))}, "ours")
+    weights = BridgeWeights({k: v for k, v in state.items() if is_bridge_key(k)}, "ours")
     for key in state:
         if key in weights.state:
             continue

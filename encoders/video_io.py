@@ -7,7 +7,8 @@ resampled audio track; every other decoded frame is dropped as soon as it is see
 time, not memory. `iter_frames` streams (time, frame) pairs for tools that walk a clip segment by
 segment (`mm.compare`). Containers and codecs are whatever the bundled FFmpeg reads (mp4, mkv, webm,
 mov, avi; h264, h265, vp9, mpeg4; aac, opus, mp3, pcm). Variable frame rates are handled by using each
-frame's own timestamp.
+frame's own timestamp. Both, and `encoders.video_segments`, decode through one loop (`ClipDecoder`) and
+pick frames the same way (`NearestFrames`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,110 @@ def _frame_time(frame: Any) -> float | None:
     return float(frame.pts * frame.time_base)
 
 
+class ClipDecoder:
+    """One pass over an open clip's video track and its sound: the decode loop of `load_video`, `iter_frames`
+    and `encoders.video_segments.iter_segments`.
+
+    Building it checks that there is a video track and its frame size, and picks the first audio track
+    (`audio=True`, when there is one). Iterating decodes both in stream order and yields `(seconds,
+    av.VideoFrame)` for a frame, with the frame's own timestamp (or the previous one plus a frame at the
+    average rate), and `(seconds of sound so far, (S,) float32)` for sound, resampled to mono at
+    `sample_rate`, each after the limits (`max_pixels`, `max_seconds`, `deadline`) are checked. A stream that
+    breaks is an InputError ("decoding failed") with `partial=False`; with `partial=True` it is "not a
+    readable video file" before the first frame, and after it ends the iteration (logged) with what was decoded.
+    """
+
+    def __init__(self, container: Any, name: str, *, audio: bool = True, sample_rate: int = SAMPLE_RATE,
+                 max_seconds: float | None = None, max_pixels: int | None = None, deadline: float | None = None,
+                 partial: bool = True) -> None:
+        import av
+
+        if not container.streams.video:
+            raise missing_stream(container, name, "video")
+        self.video = container.streams.video[0]
+        configure_stream(self.video)
+        check_frame_size(self.video, max_pixels, name)
+        self.audio = container.streams.audio[0] if (audio and container.streams.audio) else None
+        self._resampler = (av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+                           if self.audio is not None else None)
+        self._container = container
+        self._name = name
+        self._sample_rate = sample_rate
+        self._max_seconds, self._max_pixels, self._deadline = max_seconds, max_pixels, deadline
+        self._partial = partial
+        self.frames = 0  # video frames decoded
+        self.samples = 0  # sound samples decoded (at `sample_rate`)
+        self.last_t = -1.0  # the last frame's time
+
+    def _sound(self, frame: Any) -> Iterator[tuple[float, np.ndarray]]:
+        """(seconds of sound so far, (S,) chunk) for each chunk the resampler gives for an audio frame (None:
+        what it still holds); an audio frame's sound is held to `max_seconds` before any of it is yielded."""
+        chunks = [o.to_ndarray().reshape(-1) for o in self._resampler.resample(frame)]
+        if frame is not None:
+            end = (self.samples + sum(c.size for c in chunks)) / self._sample_rate
+            check_seconds(end, self._max_seconds, self._name, "the clip's sound", VIDEO_LIMIT)
+        for c in chunks:
+            self.samples += c.size
+            yield self.samples / self._sample_rate, c
+
+    def __iter__(self) -> Iterator[tuple[float, Any]]:
+        import av
+
+        name = self._name
+        fallback = 1.0 / float(self.video.average_rate or 25)
+        streams = [self.video] + ([self.audio] if self.audio is not None else [])
+        try:
+            for frame in self._container.decode(*streams):
+                check_deadline(self._deadline, name)
+                if isinstance(frame, av.AudioFrame):
+                    yield from self._sound(frame)
+                    continue
+                check_pixels(frame.width, frame.height, self._max_pixels, name, "a video frame")
+                t = _frame_time(frame)
+                t = self.last_t + fallback if t is None else t
+                self.last_t = t
+                check_seconds(t, self._max_seconds, name, "the clip", VIDEO_LIMIT)
+                self.frames += 1
+                yield t, frame
+            if self._resampler is not None:
+                yield from self._sound(None)
+        except (InputError, GeneratorExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - PyAV raises many error types: a truncated or corrupt stream
+            if not self._partial:
+                raise InputError(f"{name}: decoding failed ({e})") from None
+            if self.frames == 0:
+                raise InputError(f"{name}: not a readable video file ({e})") from None
+            log.info("%s: decoding stopped after %d frames (%s); using what was decoded", name, self.frames, e)
+
+
+class NearestFrames:
+    """For each target time, the decoded frame nearest to it: one pass, memory for one frame a target."""
+
+    def __init__(self, targets: list[float]) -> None:
+        self.targets = targets
+        self._best: list[tuple[float, Any, float]] = [(float("inf"), None, 0.0)] * len(targets)  # (distance, frame, t)
+
+    def offer(self, t: float, frame: Any) -> None:
+        for k, target in enumerate(self.targets):
+            d = abs(t - target)
+            if d < self._best[k][0]:
+                self._best[k] = (d, frame, t)
+
+    def take(self, name: str) -> tuple[list[float], list[Image.Image]]:
+        """The times and RGB images of the frames picked (each frame converted once), in target order.
+
+        The decoded frames are let go, so that none outlives its container.
+        """
+        picked = [(t, f) for _, f, t in self._best if f is not None]
+        self._best = []
+        try:
+            images = {id(f): f.to_image() for _, f in picked}
+        except Exception as e:  # noqa: BLE001 - a frame in a format PIL cannot take
+            raise InputError(f"{name}: not a readable video file ({e})") from None
+        return [t for t, _ in picked], [images[id(f)] for _, f in picked]
+
+
 def iter_frames(source: Any, *, width: int | None = None, height: int | None = None, max_seconds: float | None = None,
                 max_pixels: int | None = None, max_bytes: int | None = None,
                 deadline: float | None = None) -> Iterator[tuple[float, Any]]:
@@ -148,29 +253,18 @@ def iter_frames(source: Any, *, width: int | None = None, height: int | None = N
     """
     name = describe_source(source)
     with open_video(source, name, max_bytes=max_bytes) as c:
-        if not c.streams.video:
-            raise missing_stream(c, name, "video")
-        stream = c.streams.video[0]
-        configure_stream(stream)
-        check_frame_size(stream, max_pixels, name)
+        decoder = ClipDecoder(c, name, audio=False, max_seconds=max_seconds, max_pixels=max_pixels,
+                              deadline=deadline, partial=False)
         if max_seconds is not None:
             check_seconds(_duration(c, name, deadline), max_seconds, name, "the clip", VIDEO_LIMIT)
-        last = -1.0
-        try:
-            for frame in c.decode(stream):
-                check_deadline(deadline, name)
-                check_pixels(frame.width, frame.height, max_pixels, name, "a video frame")
-                t = _frame_time(frame)
-                t = last + 1.0 / float(stream.average_rate or 25) if t is None else t
-                last = t
-                check_seconds(t, max_seconds, name, "the clip", VIDEO_LIMIT)
+        with closing(iter(decoder)) as decoded:
+            for t, frame in decoded:
                 if width or height:
-                    frame = frame.reformat(width=width, height=height)
+                    try:
+                        frame = frame.reformat(width=width, height=height)
+                    except Exception as e:  # noqa: BLE001
+                        raise InputError(f"{name}: decoding failed ({e})") from None
                 yield t, frame
-        except (InputError, GeneratorExit):
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise InputError(f"{name}: decoding failed ({e})") from None
 
 
 def load_video(source: Any, *, frames: int | None = 8, fps: float | None = None, max_frames: int = 64,
@@ -184,71 +278,32 @@ def load_video(source: Any, *, frames: int | None = 8, fps: float | None = None,
     before decoding, then every decoded timestamp, since headers can lie), `max_pixels` per frame (the
     stream's frame size before decoding), `max_bytes` of file, `deadline` (absolute `time.monotonic()`).
     """
-    import av
-
     name = describe_source(source)
     with open_video(source, name, max_bytes=max_bytes) as c:
-        if not c.streams.video:
-            raise missing_stream(c, name, "video")
-        vs = c.streams.video[0]
-        configure_stream(vs)
-        check_frame_size(vs, max_pixels, name)
-        as_ = c.streams.audio[0] if (audio and c.streams.audio) else None
+        decoder = ClipDecoder(c, name, audio=audio, sample_rate=sample_rate, max_seconds=max_seconds,
+                              max_pixels=max_pixels, deadline=deadline)
         duration = _duration(c, name, deadline)
         check_seconds(duration, max_seconds, name, "the clip", VIDEO_LIMIT)
-        targets = sample_times(duration, frames, fps, max_frames) if duration > 0 else [0.0]
-        picked: list[Any] = [None] * len(targets)  # av.VideoFrame references, converted at the end
-        picked_t: list[float] = [0.0] * len(targets)
-        best = [float("inf")] * len(targets)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate) if as_ is not None else None
+        nearest = NearestFrames(sample_times(duration, frames, fps, max_frames) if duration > 0 else [0.0])
         chunks: list[np.ndarray] = []
-        n_decoded, n_samples, last_t, fallback = 0, 0, -1.0, 1.0 / float(vs.average_rate or 25)
-        streams = [vs] + ([as_] if as_ is not None else [])
-        try:
-            for frame in c.decode(*streams):
-                check_deadline(deadline, name)
-                if isinstance(frame, av.AudioFrame):
-                    for o in resampler.resample(frame):
-                        chunks.append(o.to_ndarray().reshape(-1))
-                        n_samples += chunks[-1].size
-                    check_seconds(n_samples / sample_rate, max_seconds, name, "the clip's sound", VIDEO_LIMIT)
-                    continue
-                check_pixels(frame.width, frame.height, max_pixels, name, "a video frame")
-                t = _frame_time(frame)
-                t = last_t + fallback if t is None else t
-                last_t = t
-                check_seconds(t, max_seconds, name, "the clip", VIDEO_LIMIT)
-                n_decoded += 1
-                # Keep, for every target time, the decoded frame nearest to it (one pass, O(F) memory).
-                for k, target in enumerate(targets):
-                    d = abs(t - target)
-                    if d < best[k]:
-                        best[k], picked_t[k] = d, t
-                        picked[k] = frame
-            if resampler is not None:
-                chunks.extend(o.to_ndarray().reshape(-1) for o in resampler.resample(None))
-        except InputError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a truncated or corrupt stream
-            if n_decoded == 0:
-                raise InputError(f"{name}: not a readable video file ({e})") from None
-            log.info("%s: decoding stopped after %d frames (%s); using what was decoded", name, n_decoded, e)
-        if n_decoded == 0:
+        with closing(iter(decoder)) as decoded:
+            for t, item in decoded:
+                if isinstance(item, np.ndarray):
+                    chunks.append(item)
+                else:
+                    nearest.offer(t, item)
+        if decoder.frames == 0:
             raise InputError(f"{name}: the video track has no frames")
+        vs, as_ = decoder.video, decoder.audio
         info = {"video_codec": vs.codec_context.name, "width": vs.codec_context.width,
                 "height": vs.codec_context.height, "average_rate": float(vs.average_rate or 0),
-                "frames_decoded": n_decoded,
+                "frames_decoded": decoder.frames,
                 "audio_codec": as_.codec_context.name if as_ is not None else None}
-        try:
-            images = {id(f): f.to_image() for f in picked if f is not None}
-            kept = [(t, images[id(f)]) for t, f in zip(picked_t, picked) if f is not None]
-        except Exception as e:  # noqa: BLE001 - a frame in a format PIL cannot take
-            raise InputError(f"{name}: not a readable video file ({e})") from None
-        del picked, images  # no frame outlives the container
+        times, images = nearest.take(name)
     wave = torch.from_numpy(np.concatenate(chunks)).float() if chunks else None
     if wave is not None and wave.numel() == 0:
         wave = None
-    return VideoClip([f for _, f in kept], [t for t, _ in kept], wave, max(duration, last_t), sample_rate, info)
+    return VideoClip(images, times, wave, max(duration, decoder.last_t), sample_rate, info)
 
 
 def write_video(path: str | Path, frames: list[np.ndarray] | list[Image.Image], fps: float, *,

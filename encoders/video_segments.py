@@ -19,21 +19,8 @@ import torch
 from PIL import Image
 
 from encoders.audio_io import SAMPLE_RATE
-from encoders.av_guard import (
-    VIDEO_LIMIT,
-    check_deadline,
-    check_pixels,
-    check_seconds,
-    configure_stream,
-    missing_stream,
-)
-from encoders.video_io import (
-    _duration,
-    _frame_time,
-    check_frame_size,
-    iter_frames,
-    open_video,
-)
+from encoders.av_guard import VIDEO_LIMIT, check_seconds
+from encoders.video_io import ClipDecoder, NearestFrames, iter_frames, open_video, probe_duration
 from mm.errors import InputError, describe_source
 
 
@@ -76,14 +63,8 @@ def scene_cuts(source: Any, threshold: float = 0.25, min_seconds: float = 0.5, *
             if prev is not None and np.abs(grey - prev).mean() > threshold and t - starts[-1] >= min_seconds:
                 starts.append(t)
             prev, last_t = grey, t
-    end = max(last_t, probe_end(source, max_bytes=max_bytes, deadline=deadline))
+    end = max(last_t, probe_duration(source, max_bytes=max_bytes, deadline=deadline))
     return [(a, b) for a, b in zip(starts, starts[1:] + [end]) if b > a] or [(0.0, end)]
-
-
-def probe_end(source: Any, *, max_bytes: int | None = None, deadline: float | None = None) -> float:
-    name = describe_source(source)
-    with open_video(source, name, max_bytes=max_bytes) as c:
-        return _duration(c, name, deadline)
 
 
 def _check_count(n: int, max_segments: int | None, name: str) -> None:
@@ -101,8 +82,6 @@ def iter_segments(source: Any, *, seconds: float = 2.0, frames: int = 8, cuts: b
     Limits (None: none) as in `load_video`, plus `max_segments`: a clip that would give more segments is
     an InputError before any frame is decoded. The container is closed however the walk ends.
     """
-    import av
-
     name = describe_source(source)
     limits = {"max_bytes": max_bytes, "deadline": deadline}
     if cuts:
@@ -110,41 +89,25 @@ def iter_segments(source: Any, *, seconds: float = 2.0, frames: int = 8, cuts: b
     else:
         if seconds <= 0:
             raise InputError(f"segment length must be positive, got {seconds}")
-        duration = probe_end(source, **limits)
+        duration = probe_duration(source, **limits)
         check_seconds(duration, max_seconds, name, "the clip", VIDEO_LIMIT)
         _check_count(max(1, int(np.ceil(duration / seconds - 1e-9))), max_segments, name)
         bounds = fixed_windows(duration, seconds)
     _check_count(len(bounds), max_segments, name)
     with open_video(source, name, max_bytes=max_bytes) as c:
-        if not c.streams.video:
-            raise missing_stream(c, name, "video")
-        vs = c.streams.video[0]
-        configure_stream(vs)
-        check_frame_size(vs, max_pixels, name)
-        as_ = c.streams.audio[0] if (audio and c.streams.audio) else None
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate) if as_ is not None else None
+        decoder = ClipDecoder(c, name, audio=audio, sample_rate=sample_rate, max_seconds=max_seconds,
+                              max_pixels=max_pixels, deadline=deadline)
         segs = [Segment(i, a, b) for i, (a, b) in enumerate(bounds)]
-        targets = [[a + (k + 0.5) * (b - a) / frames for k in range(frames)] for a, b in bounds]
-        best = [[(float("inf"), None, 0.0)] * frames for _ in bounds]  # (distance, frame, time)
+        nearest = [NearestFrames([a + (k + 0.5) * (b - a) / frames for k in range(frames)]) for a, b in bounds]
         buf, buf_start = [], 0  # audio chunks and the sample index of the first one
-        video_t, audio_t, last_t = -1.0, -1.0 if as_ is not None else float("inf"), -1.0
-        fallback = 1.0 / float(vs.average_rate or 25)
+        video_t, audio_t = -1.0, -1.0 if decoder.audio is not None else float("inf")
         nxt = 0  # first segment not yet yielded
-
-        def ready(i: int, final: bool) -> bool:
-            return final or (video_t >= segs[i].end and audio_t >= segs[i].end)
 
         def finish(i: int) -> Segment:
             nonlocal buf, buf_start
             seg = segs[i]
-            picked = [(t, f) for _, f, t in best[i] if f is not None]
-            try:
-                seg.frames = [f.to_image() for _, f in picked]
-            except Exception as e:  # noqa: BLE001 - a frame in a format PIL cannot take
-                raise InputError(f"{name}: not a readable video file ({e})") from None
-            seg.times = [t for t, _ in picked]
-            best[i] = []
-            if resampler is not None:
+            seg.times, seg.frames = nearest[i].take(name)
+            if decoder.audio is not None:
                 wave = np.concatenate(buf) if buf else np.zeros(0, np.float32)
                 a = max(0, int(seg.start * sample_rate) - buf_start)
                 b = max(0, int(seg.end * sample_rate) - buf_start)
@@ -153,39 +116,21 @@ def iter_segments(source: Any, *, seconds: float = 2.0, frames: int = 8, cuts: b
                 buf, buf_start = [keep], buf_start + b
             return seg
 
-        streams = [vs] + ([as_] if as_ is not None else [])
-        try:
-            for frame in c.decode(*streams):
-                check_deadline(deadline, name)
-                if isinstance(frame, av.AudioFrame):
-                    for o in resampler.resample(frame):
-                        buf.append(o.to_ndarray().reshape(-1))
-                    audio_t = (buf_start + sum(len(x) for x in buf)) / sample_rate
-                    check_seconds(audio_t, max_seconds, name, "the clip's sound", VIDEO_LIMIT)
+        with closing(iter(decoder)) as decoded:
+            for t, item in decoded:
+                if isinstance(item, np.ndarray):
+                    buf.append(item)
+                    audio_t = t
                 else:
-                    t = _frame_time(frame)
-                    t = last_t + fallback if t is None else t
-                    last_t = video_t = t
-                    check_pixels(frame.width, frame.height, max_pixels, name, "a video frame")
-                    check_seconds(t, max_seconds, name, "the clip", VIDEO_LIMIT)
+                    video_t = t
                     for i in range(nxt, len(segs)):
                         if segs[i].start - 1.0 > t:
                             break
-                        for k, target in enumerate(targets[i]):
-                            d = abs(t - target)
-                            if d < best[i][k][0]:
-                                best[i][k] = (d, frame, t)
-                while nxt < len(segs) and ready(nxt, False):
+                        nearest[i].offer(t, item)
+                # A segment is complete once both streams have passed its end.
+                while nxt < len(segs) and video_t >= segs[nxt].end and audio_t >= segs[nxt].end:
                     yield finish(nxt)
                     nxt += 1
-            if resampler is not None:
-                for o in resampler.resample(None):
-                    buf.append(o.to_ndarray().reshape(-1))
-        except (InputError, GeneratorExit):
-            raise
-        except Exception as e:  # noqa: BLE001 - a corrupt stream
-            if last_t < 0:
-                raise InputError(f"{name}: not a readable video file ({e})") from None
         while nxt < len(segs):
             seg = finish(nxt)
             nxt += 1

@@ -4,7 +4,7 @@
 Items that cannot be read become results with an `error` (on_error="skip") or raise (on_error="raise");
 readable items are captioned in left-padded batches, one forward per step for the whole batch.
 `caption_files` walks paths, writes one JSON line per item as it goes and skips what the output already
-holds, so an interrupted run over many files loses nothing. On resume a file is the same item however it
+holds, so an interrupted run over many files loses nothing (`ResultsFile`, which `caption_shards` uses too). On resume a file is the same item however it
 is named (`dir/a.png`, `./dir/a.png`, `dir/../dir/a.png`, the absolute path), and a last line torn by a
 crash (even inside a multi-byte character) is dropped and redone.
 """
@@ -15,10 +15,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from encoders.media_types import MEDIA_EXTENSIONS
 from mm.engine import Engine, HasEngine, engine_of
@@ -27,6 +27,7 @@ from mm.limits import Limits
 from mm.media import Prepared
 from mm.processor import check_batch_size, infer_modality
 from mm.prompt import CAPTION_PROMPTS
+from mm.webdataset import read_webdataset
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,7 @@ def caption_items(chat: Engine | HasEngine, items: Sequence[Any], *, batch_size:
                 raise InputError(f"item {i}: {e}") from None
             results.append(CaptionResult(names[i], modality, None, str(e)))
             continue
-        kind = prepared[0].modality if len(prepared) == 1 else "video"
-        requests.append((prompts[i] or CAPTION_PROMPTS[kind][lang][0], [], prepared))
+        requests.append((prompts[i] or CAPTION_PROMPTS[modality][lang][0], [], prepared))
         slots.append(len(results))
         results.append(CaptionResult(names[i], modality, None))
     captions = engine.answer_batch(requests, batch_size=batch_size, limits=limits, **gen) if requests else []
@@ -178,13 +178,39 @@ def _trim_torn_line(out: Path) -> None:
         f.truncate(data.rfind(b"\n") + 1)
 
 
-def _resume(out: Path, resume: bool, key: Any) -> set[str]:
-    """Keys of the items `out` already holds (the torn tail dropped first, so it is done again), or an
-    empty set when not resuming."""
-    if not resume:
-        return set()
-    _trim_torn_line(out)
-    return {key(p) for p in done_paths(out)}
+class ResultsFile:
+    """A JSONL file of `CaptionResult`s written as a job goes, which a later run of the job resumes.
+
+    With `resume`, a last line torn by a crash is dropped (so it is done again) and `done` holds the keys
+    (`key(path)`) of the items the file already holds; without it the file is replaced. Inside the `with`
+    block `write` appends results and makes them durable (flush and fsync), so a crash loses at most the
+    results in flight; `counts` adds them up.
+    """
+
+    def __init__(self, out: str | Path, *, resume: bool, key: Callable[[str], str]) -> None:
+        self.path = Path(out)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.resume = resume
+        self.done: set[str] = set()
+        if resume:
+            _trim_torn_line(self.path)
+            self.done = {key(p) for p in done_paths(self.path)}
+        self.counts = {"captioned": 0, "failed": 0}
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> ResultsFile:
+        self._file = self.path.open("a" if self.resume else "w", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def write(self, results: Iterable[CaptionResult]) -> None:
+        for r in results:
+            self._file.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+            self.counts["failed" if r.error else "captioned"] += 1
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
 
 def caption_files(chat: Engine | HasEngine, files: Sequence[Path], out: str | Path, *, resume: bool = False, batch_size: int = 8,
@@ -200,31 +226,22 @@ def caption_files(chat: Engine | HasEngine, files: Sequence[Path], out: str | Pa
     check_batch_size(batch_size)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk must be a whole number >= 1, got {chunk!r}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     files = list(files)
     prompts = _prompts(kwargs.pop("prompt", None), len(files))
-    done = _resume(out, resume, path_key)
+    results = ResultsFile(out, resume=resume, key=path_key)
     todo, seen = [], set()
     for f, p in zip(files, prompts):
         key = path_key(f)
-        if key not in done and key not in seen:  # a file named twice in `files` is captioned once
+        if key not in results.done and key not in seen:  # a file named twice in `files` is captioned once
             todo.append((f, p))
             seen.add(key)
-    counts = {"total": len(files), "skipped": len(files) - len(todo), "captioned": 0, "failed": 0}
-    with out.open("a" if resume else "w", encoding="utf-8") as f, \
-            tqdm(total=len(todo), desc="captioning", unit="item", disable=not progress) as bar:
+    with results, tqdm(total=len(todo), desc="captioning", unit="item", disable=not progress) as bar:
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
-            results = caption_items(chat, [str(f) for f, _ in part], prompt=[p for _, p in part],
-                                    batch_size=batch_size, on_error="skip", **kwargs)
-            for r in results:
-                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-                counts["failed" if r.error else "captioned"] += 1
-            f.flush()
-            os.fsync(f.fileno())
+            results.write(caption_items(chat, [str(f) for f, _ in part], prompt=[p for _, p in part],
+                                        batch_size=batch_size, on_error="skip", **kwargs))
             bar.update(len(part))
-    return counts
+    return {"total": len(files), "skipped": len(files) - len(todo), **results.counts}
 
 
 def caption_shards(chat: Engine | HasEngine, shards: Sequence[Path], out: str | Path, *, rank: int = 0, world_size: int = 1,
@@ -236,34 +253,24 @@ def caption_shards(chat: Engine | HasEngine, shards: Sequence[Path], out: str | 
     """
     from tqdm import tqdm
 
-    from mm.train.sources import read_webdataset
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = _resume(out, resume, _shard_key)
+    results = ResultsFile(out, resume=resume, key=_shard_key)
     mine = list(shards)[rank::world_size]
-    counts = {"total": 0, "skipped": 0, "captioned": 0, "failed": 0}
-    with out.open("a" if resume else "w", encoding="utf-8") as f, \
-            tqdm(desc=f"captioning (rank {rank})", unit="item", disable=not progress) as bar:
+    total = skipped = 0
+    with results, tqdm(desc=f"captioning (rank {rank})", unit="item", disable=not progress) as bar:
         pending: list[tuple[str, Any]] = []
 
         def flush() -> None:
-            results = caption_items(chat, [x for _, x in pending], names=[n for n, _ in pending],
-                                    batch_size=batch_size, on_error="skip", **kwargs)
-            for r in results:
-                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-                counts["failed" if r.error else "captioned"] += 1
-            f.flush()
-            os.fsync(f.fileno())
+            results.write(caption_items(chat, [x for _, x in pending], names=[n for n, _ in pending],
+                                        batch_size=batch_size, on_error="skip", **kwargs))
             bar.update(len(pending))
             pending.clear()
 
         for shard in mine:
             for rec in read_webdataset([shard]):
-                counts["total"] += 1
+                total += 1
                 name = f"{shard}::{rec.id}"
-                if _shard_key(name) in done:
-                    counts["skipped"] += 1
+                if _shard_key(name) in results.done:
+                    skipped += 1
                     continue
                 modality, data = rec.media[0]
                 pending.append((name, _Tagged(modality, data)))
@@ -271,7 +278,7 @@ def caption_shards(chat: Engine | HasEngine, shards: Sequence[Path], out: str | 
                     flush()
             if pending:
                 flush()
-    return counts
+    return {"total": total, "skipped": skipped, **results.counts}
 
 
 @dataclass

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerBase
 
 from encoders.media_types import MEDIA_EXTENSIONS
+from mm.checkpoint import save_model
 from mm.config import MMConfig
 from mm.engine import Engine, Reply
 from mm.limits import DEFAULT_LIMITS, Limits
@@ -180,18 +180,8 @@ class MMChat:
     # -- saving -----------------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | Path, *, bridge_only: bool = False) -> Path:
-        """config.json + model.safetensors (+ tokenizer files). `bridge_only` keeps the trained bridge only,
-        for full-scale models whose encoders and LLM are loaded from their own checkpoints."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.save(directory / "config.json")
-        state = self.model.bridge_state_dict() if bridge_only else self.model.state_dict()
-        if not bridge_only and self.config.llm.arch != "glm":
-            # An LLM that LLMConfig cannot rebuild is saved in its own transformers format.
-            self.model.llm.save_pretrained(directory / "llm")
-            self.tokenizer.save_pretrained(directory / "llm")
-            state = {k: v for k, v in state.items() if not k.startswith("llm.")}
-        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-        save_file(state, str(directory / ("bridge.safetensors" if bridge_only else "model.safetensors")))
-        self.tokenizer.save_pretrained(directory)
-        return directory
+        """config.json + model.safetensors (+ tokenizer files), the format `mm.load(directory)` reads
+        (`mm.checkpoint`). `bridge_only` keeps the trained bridge only (bridge.safetensors), for full-scale
+        models whose encoders and LLM are loaded from their own checkpoints. LoRA adapters on the LLM are
+        merged into its weights first (`mm.checkpoint.save_model(..., lora="apart")` keeps them apart)."""
+        return save_model(directory, self.model, self.tokenizer, bridge_only=bridge_only)

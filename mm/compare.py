@@ -28,7 +28,7 @@ from mm.engine import Engine, HasEngine, engine_of
 from mm.errors import InputError
 from mm.limits import Limits
 from mm.modality import AudioModality, VideoModality
-from mm.synth.clip_text import COMPARE_PROMPTS
+from mm.prompt import COMPARE_PROMPTS
 
 
 @dataclass

@@ -16,7 +16,9 @@ only `encoders.*` and `mm.errors` / `mm.limits`, not the model) and sends it one
 - Thread-safe: calls are serialised by a lock (one child, one request at a time).
 
 Sound comes back as a (S,) float32 tensor at `sample_rate`, images as RGB PIL images, clips as
-`encoders.video_io.VideoClip` (pass it to `mm.media.prepare_video`).
+`encoders.video_io.VideoClip` (pass it to `mm.media.prepare_video`). What the child runs for each kind
+(named as the `mm.modality` objects are) is a `ChildDecoder` in `CHILD_DECODERS`; the options a model
+decodes a kind with come from its modality object (`Modality.child_options`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import multiprocessing as mp
 import threading
 import time
 import traceback
-from dataclasses import fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from mm.errors import InputError, describe_source
@@ -37,33 +40,75 @@ log = logging.getLogger(__name__)
 Kind = Literal["image", "audio", "video"]
 
 
-def _decode(kind: str, data: bytes, limits: Limits, deadline: float, options: dict[str, Any]) -> Any:
-    """Runs in the child: the loaders, with `limits`; results in plain picklable form."""
-    if kind == "image":
-        from encoders.image_io import load_image
+def _load_image(data: bytes, limits: Limits, deadline: float, options: dict[str, Any]) -> Any:
+    from encoders.image_io import load_image
 
-        return load_image(data, max_pixels=limits.max_image_pixels, max_bytes=limits.max_file_bytes)
-    if kind == "audio":
-        from encoders.audio_io import load_audio
+    return load_image(data, max_pixels=limits.max_image_pixels, max_bytes=limits.max_file_bytes)
 
-        wave = load_audio(data, options.get("sample_rate", 16000), max_seconds=limits.max_audio_seconds,
-                          max_bytes=limits.max_file_bytes, deadline=deadline)
-        return wave.numpy()
-    if kind == "video":
-        from encoders.video_io import load_video
 
-        clip = load_video(data, frames=options.get("frames", 8), fps=options.get("fps"),
-                          max_frames=options.get("max_frames", 64), audio=options.get("with_audio", True),
-                          sample_rate=options.get("sample_rate", 16000), max_seconds=limits.max_video_seconds,
-                          max_pixels=limits.max_image_pixels, max_bytes=limits.max_file_bytes, deadline=deadline)
-        if clip.audio is not None:
-            clip.audio = clip.audio.numpy()  # plain pickling, no torch shared-memory handles
-        return clip
-    raise ValueError(f"unknown media kind {kind!r}")
+def _load_audio(data: bytes, limits: Limits, deadline: float, options: dict[str, Any]) -> Any:
+    from encoders.audio_io import load_audio
+
+    wave = load_audio(data, options.get("sample_rate", 16000), max_seconds=limits.max_audio_seconds,
+                      max_bytes=limits.max_file_bytes, deadline=deadline)
+    return wave.numpy()
+
+
+def _load_video(data: bytes, limits: Limits, deadline: float, options: dict[str, Any]) -> Any:
+    from encoders.video_io import load_video
+
+    clip = load_video(data, frames=options.get("frames", 8), fps=options.get("fps"),
+                      max_frames=options.get("max_frames", 64), audio=options.get("with_audio", True),
+                      sample_rate=options.get("sample_rate", 16000), max_seconds=limits.max_video_seconds,
+                      max_pixels=limits.max_image_pixels, max_bytes=limits.max_file_bytes, deadline=deadline)
+    if clip.audio is not None:
+        clip.audio = clip.audio.numpy()  # plain pickling, no torch shared-memory handles
+    return clip
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _wave_tensor(value: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(value)
+
+
+def _clip_tensors(clip: Any) -> Any:
+    import torch
+
+    if clip.audio is not None:
+        clip.audio = torch.from_numpy(clip.audio)
+    return clip
+
+
+@dataclass(frozen=True)
+class ChildDecoder:
+    """How the child decodes one kind of media.
+
+    `load(data, limits, deadline, options)` runs in the child, with the loaders and `limits`, and returns
+    plain picklable values; it is a module-level function, sent to the child by name, so the child imports
+    only this module. `restore` runs in the parent and turns those values back into tensors.
+    """
+
+    load: Callable[[bytes, Limits, float, dict[str, Any]], Any]
+    restore: Callable[[Any], Any] = _as_is
+
+
+# The child's decoder of each kind, by the name of the `mm.modality` object that reads it. (This module sits
+# below the model and is all the child imports, so it holds the decoders itself instead of asking the
+# modality objects.)
+CHILD_DECODERS: Mapping[str, ChildDecoder] = {
+    "image": ChildDecoder(_load_image),  # -> RGB PIL image
+    "audio": ChildDecoder(_load_audio, _wave_tensor),  # -> (S,) float32 tensor at `sample_rate`
+    "video": ChildDecoder(_load_video, _clip_tensors),  # -> `VideoClip`, its sound a tensor
+}
 
 
 def _child_main(conn: Any) -> None:
-    """The child's loop: (kind, data, limits, seconds, options) in, ("ok" | "input" | "bug", value) out."""
+    """The child's loop: (load, data, limits, seconds, options) in, ("ok" | "input" | "bug", value) out."""
     import encoders.audio_io  # noqa: F401 - imported once, before "ready", so requests start at once
     import encoders.image_io  # noqa: F401
     import encoders.video_io  # noqa: F401
@@ -76,9 +121,9 @@ def _child_main(conn: Any) -> None:
             return  # the parent went away
         if request is None:
             return
-        kind, data, limits, seconds, options = request
+        load, data, limits, seconds, options = request
         try:
-            reply = ("ok", _decode(kind, data, limits, time.monotonic() + seconds, options))
+            reply = ("ok", load(data, limits, time.monotonic() + seconds, options))
         except InputError as e:
             reply = ("input", str(e))
         except MemoryError:
@@ -139,10 +184,10 @@ class DecodeProcess:
 
         `timeout` (seconds, default `limits.deadline_seconds`) bounds the call's wall-clock time.
         """
-        import torch
-
-        if kind not in ("image", "audio", "video"):
-            raise ValueError(f"kind must be 'image', 'audio' or 'video', got {kind!r}")
+        decoder = CHILD_DECODERS.get(kind)
+        if decoder is None:
+            *names, last = map(repr, CHILD_DECODERS)
+            raise ValueError(f"kind must be {', '.join(names)} or {last}, got {kind!r}")
         name = describe_source(data)
         if not isinstance(data, (bytes, bytearray)):
             raise InputError(f"{name}: the decoding process takes bytes")
@@ -162,7 +207,7 @@ class DecodeProcess:
                 self._start()
             started = time.monotonic()
             try:
-                self._conn.send((kind, bytes(data), plain, seconds, options))
+                self._conn.send((decoder.load, bytes(data), plain, seconds, options))
                 # A little grace over the child's own cooperative deadline, so its clear message wins.
                 ready = self._conn.poll(seconds + min(1.0, 0.1 * seconds))
                 status, value = self._conn.recv() if ready else (None, None)
@@ -183,11 +228,7 @@ class DecodeProcess:
             raise InputError(value)
         if status == "bug":
             raise RuntimeError(f"decoding failed in the decoding process:\n{value}")
-        if kind == "audio":
-            return torch.from_numpy(value)
-        if kind == "video" and value.audio is not None:
-            value.audio = torch.from_numpy(value.audio)
-        return value
+        return decoder.restore(value)
 
     def close(self) -> None:
         """Stop the child; a later `decode` starts a new one."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from mm.chat import MMChat
 from mm.eval_report import add_predicted_keys, confusion, normalise, score_caption, summarise
 from mm.media import prepare_media
 from mm.prompt import CAPTION_PROMPTS
@@ -79,7 +80,7 @@ def record_modality(rec: dict) -> str:
     return next(m for m in ("image", "audio", "video", "videos") if m in rec).rstrip("s")
 
 
-def _media(chat: Any, rec: dict, root: Path) -> list:
+def _media(chat: MMChat, rec: dict, root: Path) -> list:
     if "videos" in rec:
         return [p for v in rec["videos"] for p in prepare_media(chat.model, "video", root / v)]
     modality = record_modality(rec)
@@ -94,7 +95,7 @@ def _row(split: str, rec: dict, qa: dict, answer: str) -> dict[str, Any]:
             "correct": normalise(answer) == normalise(qa["a"])}
 
 
-def evaluate(chat: Any, manifest: str | Path, *, limit: int | None = None, batch_size: int = 32,
+def evaluate(chat: MMChat, manifest: str | Path, *, limit: int | None = None, batch_size: int = 32,
              captions: bool = True, progress: bool = True, split: str = "data") -> EvalReport:
     """Ask every question (and caption prompt) of a world manifest; rows are tagged with `split`."""
     manifest = Path(manifest)
@@ -130,7 +131,8 @@ def evaluate(chat: Any, manifest: str | Path, *, limit: int | None = None, batch
                 report.rows.append(_row(split, dialogues[i][0], {**qa, "followup": True}, ans))
     texts = chat.answer_batch([(p, [], m) for _, _, p, m in caps], **{**gen, "max_new_tokens": 96})
     for (rec, lang, prompt, _), text in zip(caps, texts):
-        objects = score_caption(text, rec["meta"], lang) if record_modality(rec) == "image" else None
+        # Objects are scored where the record lists its scene's shapes (the world's pictures).
+        objects = score_caption(text, rec["meta"], lang) if "shapes" in rec.get("meta", {}) else None
         report.captions.append({"split": split, "id": rec["id"], "modality": record_modality(rec), "lang": lang,
                                 "question": prompt, "reference": rec["captions"][lang], "answer": text,
                                 "exact": normalise(text) == normalise(rec["captions"][lang]), "objects": objects})
@@ -156,7 +158,7 @@ def write_eval_splits(out: str | Path, splits: list[str], seed: int = HELD_OUT_S
     return manifests
 
 
-def evaluate_splits(chat: Any, manifests: dict[str, str | Path], **kwargs: Any) -> EvalReport:
+def evaluate_splits(chat: MMChat, manifests: dict[str, str | Path], **kwargs: Any) -> EvalReport:
     """`evaluate` each manifest under its split name; one report with every row."""
     report = EvalReport()
     for name, manifest in manifests.items():

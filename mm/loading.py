@@ -4,8 +4,10 @@ Nothing is downloaded: presets with shipped weights load them from the package (
 full-scale presets take the user's checkpoints: `checkpoint=` for a whole VisualGLM-6B release (SAT or
 Hugging Face port), or `llm=`, `image_encoder=`, `audio_encoder=`, `bridge=` for one component each.
 
-Loading is resolve -> build -> load weights. Components whose weights come from a file are built on
-the meta device and receive the file's tensors by assignment, so a 6B checkpoint is never held twice.
+Loading is resolve (a name or directory -> the config and where its weights are: `resolve`) -> build
+(the model and its tokenizer: `build`) -> load weights (`mm.checkpoint` for a saved directory, the user's
+component files after it). Components whose weights come from a file are built on the meta device and
+receive the file's tensors by assignment, so a 6B checkpoint is never held twice.
 Every file the user names is accounted for strictly (`encoders.weights.load_into`): it fills its
 component exactly or loading fails naming what is missing and unexpected; `strict=False` opts out.
 """
@@ -15,26 +17,33 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import init_empty_weights
-from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
-from bridge.layouts import bridge_state_from_checkpoint
 from encoders.base import FrozenEncoder
 from encoders.registry import create_encoder
-from encoders.weights import load_into, read_state_dict
 from mm.chat import MMChat
+from mm.checkpoint import (
+    ModelDir,
+    bridge_state,
+    bridge_view,
+    load_bridge_file,
+    load_weights,
+    read_model_dir,
+    read_tokenizer,
+    shipped_weights,
+)
 from mm.config import MMConfig, apply_overrides, preset
 from mm.device import resolve_device, resolve_dtype
 from mm.errors import InputError
 from mm.limits import Limits
 from mm.llm import llm_config_from_hf, load_llm
+from mm.modality import MODALITY_TYPES
 from mm.model import MMModel
 from mm.tokenizer import build_tokenizer
 
@@ -43,64 +52,18 @@ logger = logging.getLogger(__name__)
 # Seed for the initial weights of a model built from a config alone, so an untrained model is reproducible.
 INIT_SEED = 0
 QUANTS = ("int8", "int4")
-
-
-def shipped_weights(name: str) -> Path | None:
-    """The package directory holding a preset's trained weights, if it ships any."""
-    d = resources.files("mm") / "weights" / name
-    return Path(str(d)) if d.is_dir() and (d / "config.json").is_file() else None
-
-
-def bridge_view(model: MMModel, modalities: tuple[str, ...] | None = None) -> nn.Module:
-    """The trainable bridge (Q-Formers + projections) as one module whose state-dict keys are the model's
-    (`qformers.image.*`, `projectors.image.*`), optionally restricted to some modalities."""
-    keep = modalities or tuple(model.qformers.keys())
-    view = nn.Module()
-    view.qformers = nn.ModuleDict({m: q for m, q in model.qformers.items() if m in keep})
-    view.projectors = nn.ModuleDict({m: p for m, p in model.projectors.items() if m in keep})
-    return view
-
-
-def bridge_state(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Bridge weights from our bridge file or a BLIP-2 / VisualGLM checkpoint (`bridge.layouts`), and the
-    file's tensors that belong nowhere (for the strict check). Tensors of the encoders, the LLM or the
-    Q-Former's text branch are left out on purpose."""
-    weights = bridge_state_from_checkpoint(read_state_dict(path))
-    if weights.ignored:
-        logger.info("%s: %d tensors belong to other components and are not part of the bridge",
-                    path, len(weights.ignored))
-    return weights.state, weights.unused
-
-
-def _load_bridge(model: MMModel, path: str | Path, strict: bool) -> None:
-    state, unused = bridge_state(path)
-    if unused and strict:
-        shown = ", ".join(sorted(unused)[:5])
-        raise InputError(f"{path}: {len(unused)} tensors belong to no bridge ({shown}); pass strict=False to ignore them")
-    modalities = tuple(sorted({k.split(".")[1] for k in state}))
-    missing = [m for m in modalities if m not in model.qformers]
-    if missing:
-        raise InputError(f"{path}: holds a {'/'.join(missing)} bridge, but this model has no {'/'.join(missing)} input")
-    view = bridge_view(model, modalities)
-    projector_in_file = any(k.startswith("projectors.") for k in state)
-    optional = None if projector_in_file else (lambda k: k.startswith("projectors."))
-    load_into(view, state, component=f"{'/'.join(modalities)} bridge", source=path, strict=strict, optional=optional)
-    if not projector_in_file:
-        logger.warning("%s: holds no LLM projection; projectors.%s keep their initial values until trained "
-                       "(mm train --stage bridge)", path, "/".join(modalities))
-
-
-def _tokenizer_for(weights_dir: Path | None) -> Any:
-    if weights_dir is not None:
-        return AutoTokenizer.from_pretrained(weights_dir, local_files_only=True)
-    return build_tokenizer()
+# `bridge_view` and `shipped_weights` live in mm.checkpoint; older code imports them from here.
+__all__ = ["INIT_SEED", "QUANTS", "bridge_state", "bridge_view", "build", "load", "resolve", "shipped_weights"]
 
 
 def _build_encoders(cfg: MMConfig, sources: dict[str, str | Path | None], strict: bool) -> dict[str, FrozenEncoder]:
-    """Each encoder of the config; those with a weight file are built on the meta device, then loaded."""
+    """Each encoder of the config; those with a weight file are built on the meta device, then loaded.
+
+    A modality has an encoder of its own when the config has a `<name>_encoder` for it; one that reads
+    through a peer's encoder (video: the image encoder) has no such field."""
     out: dict[str, FrozenEncoder] = {}
-    for m in ("image", "audio"):
-        enc_cfg = getattr(cfg, f"{m}_encoder")
+    for m in MODALITY_TYPES:
+        enc_cfg = getattr(cfg, f"{m}_encoder", None)
         source = sources.get(m)
         if enc_cfg is None:
             if source is not None:
@@ -167,54 +130,68 @@ def load(
                                     bridge=bridge, dtype=dt)
         return _finish(model, tok, dev, dt, quant=quant, limits=limits)
 
-    path = Path(name_or_dir)
-    weights_dir: Path | None
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise InputError(f"{path}: not a saved model (no config.json)")
-        weights_dir = path
-        cfg = MMConfig.load(path / "config.json")
-    elif path.suffix or "/" in str(name_or_dir):
-        raise InputError(f"{name_or_dir}: no such model directory")
-    else:
-        cfg = preset(str(name_or_dir))
-        weights_dir = shipped_weights(cfg.name)
-        if weights_dir is not None:  # the shipped weights carry the exact config they were trained with
-            cfg = MMConfig.load(weights_dir / "config.json")
-    try:
-        cfg = apply_overrides(cfg, overrides)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-
-    llm_model, tok, cfg = _resolve_llm(cfg, llm, weights_dir, trust_remote_code, dt, quant)
-    with torch.random.fork_rng(devices=[]):  # initial weights are reproducible and leave the caller's RNG alone
-        torch.manual_seed(INIT_SEED)
-        encoders = _build_encoders(cfg, {"image": image_encoder, "audio": audio_encoder}, strict)
-        model = MMModel(cfg, llm=llm_model, encoders=encoders)
-
-    if weights_dir is not None:
-        _load_saved(model, weights_dir, llm_separate=llm_model is not None, strict=strict and not overrides)
+    cfg, saved = resolve(name_or_dir, overrides)
+    model, tok = build(cfg, saved, llm=llm, image_encoder=image_encoder, audio_encoder=audio_encoder, strict=strict,
+                       trust_remote_code=trust_remote_code, dtype=dt, quant=quant)
+    llm_given = llm is not None or (saved is not None and saved.llm is not None)  # not built from the config
+    if saved is not None:
+        load_weights(model, saved, llm_separate=llm_given, strict=strict and not overrides)
     elif llm is None:
         logger.warning("%s: no trained weights ship with this preset; the model is untrained", cfg.name)
     if bridge is not None:
-        _load_bridge(model, bridge, strict)
-    if weights_dir is not None and (weights_dir / "lora" / "adapter_config.json").is_file():
-        from mm.train.lora import load_lora
-
-        load_lora(model, weights_dir)  # adapters saved apart (mm train --stage instruct without --merge-lora)
-    llm_quantized = quant is not None and llm_model is not None  # transformers quantized it while loading
+        load_bridge_file(model, bridge, strict)
+    llm_quantized = quant is not None and llm_given  # transformers quantized it while loading
     return _finish(model, tok, dev, dt, quant=None if llm_quantized else quant, llm_quantized=llm_quantized,
                    limits=limits)
 
 
+def resolve(name_or_dir: str | Path, overrides: dict[str, Any] | None = None) -> tuple[MMConfig, ModelDir | None]:
+    """A preset name or a saved directory -> its config (with `overrides` applied) and the saved directory
+    whose weights it loads: the directory itself, a preset's shipped weights, or None (untrained)."""
+    path = Path(name_or_dir)
+    saved: ModelDir | None
+    if path.is_dir():
+        saved = read_model_dir(path)
+        cfg = saved.config
+    elif path.suffix or "/" in str(name_or_dir):
+        raise InputError(f"{name_or_dir}: no such model directory")
+    else:
+        cfg = preset(str(name_or_dir))
+        shipped = shipped_weights(cfg.name)
+        saved = read_model_dir(shipped) if shipped is not None else None
+        if saved is not None:  # the shipped weights carry the exact config they were trained with
+            cfg = saved.config
+    try:
+        cfg = apply_overrides(cfg, overrides or {})
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return cfg, saved
+
+
+def build(
+    cfg: MMConfig, saved: ModelDir | None = None, *, llm: str | Path | None = None,
+    image_encoder: str | Path | None = None, audio_encoder: str | Path | None = None, strict: bool = True,
+    trust_remote_code: bool = False, dtype: torch.dtype = torch.float32, quant: str | None = None,
+) -> tuple[MMModel, Any]:
+    """The model of `cfg` and its tokenizer. Components with a file of their own (the LLM from `llm=` or the
+    saved llm/ folder, encoders from `image_encoder=` / `audio_encoder=`) come loaded; the rest have
+    reproducible initial values until `mm.checkpoint.load_weights` fills them."""
+    llm_model, tok, cfg = _resolve_llm(cfg, llm, saved, trust_remote_code, dtype, quant)
+    with torch.random.fork_rng(devices=[]):  # initial weights are reproducible and leave the caller's RNG alone
+        torch.manual_seed(INIT_SEED)
+        encoders = _build_encoders(cfg, {"image": image_encoder, "audio": audio_encoder}, strict)
+        model = MMModel(cfg, llm=llm_model, encoders=encoders)
+    return model, tok
+
+
 def _resolve_llm(
-    cfg: MMConfig, llm: str | Path | None, weights_dir: Path | None, trust_remote_code: bool, dt: torch.dtype,
+    cfg: MMConfig, llm: str | Path | None, saved: ModelDir | None, trust_remote_code: bool, dt: torch.dtype,
     quant: str | None,
 ) -> tuple[PreTrainedModel | None, Any, MMConfig]:
     """The LLM from its own checkpoint (any transformers causal LM, ChatGLM-6B v1), or None to build it from
     the config, and the tokenizer that goes with it."""
-    if llm is None and weights_dir is not None and (weights_dir / "llm" / "config.json").is_file():
-        llm = weights_dir / "llm"  # a full save of a model whose LLM is not built from LLMConfig
+    if llm is None and saved is not None and saved.llm is not None:
+        llm = saved.llm  # a full save of a model whose LLM is not built from LLMConfig
     if llm is not None:
         llm_model, tok = load_llm(llm, trust_remote_code=trust_remote_code, dtype=dt, quant=quant)
         # The checkpoint's own chat template wins over the preset's, unless the preset names a GLM format.
@@ -222,29 +199,13 @@ def _resolve_llm(
         if getattr(tok, "chat_template", None) and template not in ("chatglm", "chatglm3", "visualglm"):
             template = "auto"
         return llm_model, tok, dataclasses.replace(cfg, llm=llm_config_from_hf(llm_model.config, template))
-    if cfg.llm.arch != "glm" or (weights_dir is None and cfg.full_scale):
+    if cfg.llm.arch != "glm" or (saved is None and cfg.full_scale):
         raise InputError(
             f"{cfg.name} is a full-scale model: pass checkpoint=PATH for a whole VisualGLM-6B release, or the LLM "
             "checkpoint directory with llm=PATH (and image_encoder=, audio_encoder=, bridge= for the other "
             "weights); nothing is downloaded"
         )
-    return None, _tokenizer_for(weights_dir), cfg
-
-
-def _load_saved(model: MMModel, weights_dir: Path, *, llm_separate: bool, strict: bool) -> None:
-    """Our own format: model.safetensors (everything but a separately saved LLM) or bridge.safetensors."""
-    full, bridge_file = weights_dir / "model.safetensors", weights_dir / "bridge.safetensors"
-    if full.is_file():
-        optional = (lambda k: k.startswith("llm.")) if llm_separate else None
-        state = load_file(str(full))
-        if llm_separate:
-            state = {k: v for k, v in state.items() if not k.startswith("llm.")}
-        load_into(model, state, component="model", source=full, strict=strict, optional=optional)
-    elif bridge_file.is_file():
-        load_into(bridge_view(model), load_file(str(bridge_file)), component="bridge", source=bridge_file,
-                  strict=strict)
-    else:
-        raise InputError(f"{weights_dir}: holds config.json but no model.safetensors or bridge.safetensors")
+    return None, read_tokenizer(saved.path) if saved is not None else build_tokenizer(), cfg
 
 
 def _finish(model: MMModel, tok: Any, dev: torch.device, dt: torch.dtype, *, quant: str | None,

@@ -6,8 +6,11 @@ E LLM embedding width.
 A `Modality` owns its file extensions, preparing a user's item (decoding within `Limits` and the
 deadline, preprocessing), collating prepared items into the encoder's batch input, encoding (frozen),
 bridging (Q-Former), its slot count per item, projecting into the LLM's embedding space and the cache
-fingerprint of an item. `MMModel` keeps one per modality in a dict and loops over them (torchtune's
-`EarlyFusionModel`); adding an input kind is a new class in `MODALITY_TYPES`, not a branch elsewhere.
+fingerprint of an item. It also says how the server reads an upload of its kind (`check_header`,
+`decode_in_child`, `child_options`) and how training reads a dataset's file
+(`prepare_training`, `sound_track`; stage-0 encoder pretraining: `pretrain_input`, `pretrain_tokens`).
+`MMModel` keeps one per modality in a dict and loops over them (torchtune's `EarlyFusionModel`); adding
+an input kind is a new class in `MODALITY_TYPES`, not a branch elsewhere.
 
 The weights stay where they always were (`encoders.<name>`, `qformers.<name>`, `projectors.<name>` in
 `MMModel`, so state-dict keys do not change): a modality object is not a module, it reads its parts from
@@ -31,11 +34,11 @@ from torch import nn
 from bridge.projector import Projector, ProjectorConfig
 from bridge.qformer import QFormer
 from bridge.temporal import TemporalQFormer
-from encoders.audio_io import load_audio
+from encoders.audio_io import load_audio, log_mel
 from encoders.audio_whisper import AudioBatch
 from encoders.av_guard import AUDIO_LIMIT, check_pixels, check_seconds
 from encoders.base import FrozenEncoder
-from encoders.image_io import load_image
+from encoders.image_io import check_image_header, load_image
 from encoders.media_types import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from encoders.registry import create_encoder
 from encoders.video_io import VideoClip
@@ -57,6 +60,11 @@ class Prepared:
 def fingerprint(modality: str, data: torch.Tensor) -> str:
     """Content hash of a prepared item: the same pixels or samples give the same key, whatever the source."""
     return hashlib.sha256(modality.encode() + data.numpy().tobytes()).hexdigest()
+
+
+def _bound(limits: Limits | None, name: str) -> Any:
+    """`limits.<name>`, or None (the loader's own default) without limits (a training set's own files)."""
+    return None if limits is None else getattr(limits, name)
 
 
 @dataclass
@@ -94,6 +102,12 @@ class Modality:
     name: ClassVar[str]
     extensions: ClassVar[frozenset[str]]
     single_item: ClassVar[bool] = True  # one user item is one model item (a clip with sound is two)
+    # The modality that reads this kind's sound track as an item of its own (a clip's: audio); None: none.
+    sound_track: ClassVar[str | None] = None
+    # The server decodes uploads of this kind in its child process (`mm.decode_process`, by this name):
+    # codecs that a hostile file can hang or crash. False: `prepare` reads the bytes in-process, after
+    # `check_header`.
+    decode_in_child: ClassVar[bool] = True
 
     def __init__(self, config: MMConfig, encoders: nn.ModuleDict, qformers: nn.ModuleDict,
                  projectors: nn.ModuleDict, peers: Mapping[str, Modality]) -> None:
@@ -154,12 +168,44 @@ class Modality:
     def fingerprint(self, data: torch.Tensor) -> str:
         return fingerprint(self.name, data)
 
+    def _load(self, item: Any, limits: Limits | None, deadline: float | None) -> torch.Tensor:
+        """One item -> the data of its first model item; `limits` None: only the loaders' own defaults."""
+        raise NotImplementedError
+
     def prepare(self, item: Any, limits: Limits = DEFAULT_LIMITS, deadline: float | None = None) -> list[Prepared]:
         """One user item -> the model items it becomes (a video with sound gives two).
 
         `limits` bound the work (bytes read, pixels, seconds); `deadline` is an absolute `time.monotonic()`
         value checked while decoding (None: no deadline)."""
-        raise NotImplementedError
+        return [self.item(self._load(item, limits, deadline))]
+
+    def prepare_training(self, source: Any) -> torch.Tensor:
+        """A training set's file (or bytes) -> the data of the one item its feature cache keeps.
+
+        As `prepare`, but a dataset's own files are trusted: no `Limits` or deadline (the loaders' own
+        defaults apply). A clip gives its frames only: its sound track is cached by the `sound_track`
+        modality, which reads it from the clip's file."""
+        return self._load(source, None, None)
+
+    # -- uploads to the server (`mm.serve.app`) ---------------------------------------------------
+
+    @classmethod
+    def check_header(cls, data: bytes, limits: Limits, name: str) -> None:
+        """Refuse an upload from its header alone, before any work is queued (images: the pixel count)."""
+
+    def child_options(self) -> dict[str, Any]:
+        """Keywords of `DecodeProcess.decode` that decode this kind as this model reads it."""
+        return {}
+
+    # -- stage-0 pretraining of the encoder itself (`mm.train.contrastive`) -----------------------
+
+    def pretrain_input(self, source: Any) -> torch.Tensor:
+        """A training file -> one input of the encoder being pretrained (stacked into a batch)."""
+        raise NotImplementedError(f"the {self.name} modality has no encoder of its own to pretrain")
+
+    def pretrain_tokens(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, ...) stacked `pretrain_input`s -> (B, N, De) encoder tokens, with gradients."""
+        raise NotImplementedError(f"the {self.name} modality has no encoder of its own to pretrain")
 
     def collate(self, items: Sequence[Prepared], device: torch.device | str | None = None) -> MediaBatch:
         """Prepared items of this modality -> the encoder's batch input, on `device`."""
@@ -205,6 +251,7 @@ def _encoder_and_qformer(config: MMConfig, name: str, llm_width: int,
 class ImageModality(Modality):
     name = "image"
     extensions = IMAGE_EXTENSIONS
+    decode_in_child = False  # Pillow, bounded by the header's pixel count (`check_header`)
 
     @classmethod
     def build_parts(cls, config: MMConfig, llm_width: int, encoder: FrozenEncoder | None = None) -> ModalityParts:
@@ -214,9 +261,20 @@ class ImageModality(Modality):
         enc = self.encoder
         return [[enc.image_size, list(enc.mean), list(enc.std), enc.layer]]
 
-    def prepare(self, item: Any, limits: Limits = DEFAULT_LIMITS, deadline: float | None = None) -> list[Prepared]:
-        image = load_image(item, max_pixels=limits.max_image_pixels, max_bytes=limits.max_file_bytes)
-        return [self.item(self.encoder.preprocess(image))]
+    def _load(self, item: Any, limits: Limits | None, deadline: float | None) -> torch.Tensor:
+        image = load_image(item, max_pixels=_bound(limits, "max_image_pixels"),
+                           max_bytes=_bound(limits, "max_file_bytes"))
+        return self.encoder.preprocess(image)  # (3, H, W)
+
+    @classmethod
+    def check_header(cls, data: bytes, limits: Limits, name: str) -> None:
+        check_image_header(data, limits.max_image_pixels, name)
+
+    def pretrain_input(self, source: Any) -> torch.Tensor:
+        return self.prepare_training(source)  # (3, H, W)
+
+    def pretrain_tokens(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.encoder.tokens(inputs)  # (B, N, De), with grad: this is the tower being trained
 
     def collate(self, items: Sequence[Prepared], device: torch.device | str | None = None) -> torch.Tensor:
         return torch.stack([p.data for p in items]).to(device)  # (B, 3, H, W)
@@ -238,10 +296,19 @@ class AudioModality(Modality):
         enc = self.encoder
         return [[enc.n_mels, enc.window_frames, enc.sample_rate]]
 
-    def prepare(self, item: Any, limits: Limits = DEFAULT_LIMITS, deadline: float | None = None) -> list[Prepared]:
-        wave = load_audio(item, self.encoder.sample_rate, max_seconds=limits.max_audio_seconds,
-                          max_bytes=limits.max_file_bytes, deadline=deadline)
-        return [self.item(wave)]
+    def _load(self, item: Any, limits: Limits | None, deadline: float | None) -> torch.Tensor:
+        return load_audio(item, self.encoder.sample_rate, max_seconds=_bound(limits, "max_audio_seconds"),
+                          max_bytes=_bound(limits, "max_file_bytes"), deadline=deadline)  # (S,)
+
+    def child_options(self) -> dict[str, Any]:
+        return {"sample_rate": self.encoder.sample_rate}  # the child's wave is then what `prepare` takes
+
+    def pretrain_input(self, source: Any) -> torch.Tensor:
+        enc = self.encoder
+        return log_mel(self.prepare_training(source), enc.n_mels, enc.window_frames)  # (M, T)
+
+    def pretrain_tokens(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.encoder.model(inputs).last_hidden_state  # (B, N, De), with grad
 
     def collate(self, items: Sequence[Prepared], device: torch.device | str | None = None) -> AudioBatch:
         batch = self.encoder.features([p.data for p in items])
@@ -259,6 +326,7 @@ class VideoModality(Modality):
     name = "video"
     extensions = VIDEO_EXTENSIONS
     single_item = False
+    sound_track = AudioModality.name
 
     @classmethod
     def build_parts(cls, config: MMConfig, llm_width: int, encoder: FrozenEncoder | None = None) -> ModalityParts:
@@ -274,7 +342,7 @@ class VideoModality(Modality):
     @property
     def audio(self) -> Modality | None:
         """The peer that reads a clip's sound track; None when the model takes no sound."""
-        return self.peers.get(AudioModality.name)
+        return self.peers.get(self.sound_track)
 
     @property
     def encoder(self) -> FrozenEncoder:
@@ -312,6 +380,22 @@ class VideoModality(Modality):
                           audio=self.audio is not None, sample_rate=VIDEO_SAMPLE_RATE,
                           max_seconds=limits.max_video_seconds, max_pixels=limits.max_image_pixels,
                           max_bytes=limits.max_file_bytes, deadline=deadline)
+
+    def child_options(self) -> dict[str, Any]:
+        vcfg = self.config.video
+        return {"frames": vcfg.frames, "fps": vcfg.fps, "max_frames": vcfg.max_frames,
+                "sample_rate": VIDEO_SAMPLE_RATE, "with_audio": self.audio is not None}
+
+    def _load(self, item: Any, limits: Limits | None, deadline: float | None) -> torch.Tensor:
+        """A clip -> its (F, 3, H, W) frames alone (its sound is not decoded)."""
+        from encoders.video_io import load_video
+
+        vcfg = self.config.video
+        clip = load_video(item, frames=vcfg.frames, fps=vcfg.fps, max_frames=vcfg.max_frames, audio=False,
+                          max_seconds=_bound(limits, "max_video_seconds"),
+                          max_pixels=_bound(limits, "max_image_pixels"), max_bytes=_bound(limits, "max_file_bytes"),
+                          deadline=deadline)
+        return self.frames(clip.frames)
 
     def prepare(self, item: Any, limits: Limits = DEFAULT_LIMITS, deadline: float | None = None) -> list[Prepared]:
         """A clip -> [video frames] or [video frames, its sound track]; an audio-only file -> [sound].

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from encoders.base import FrozenEncoder
+from mm.checkpoint import bridge_state_dict
 from mm.config import MMConfig
 from mm.errors import InputError
 from mm.generation import prefill_position_ids
@@ -139,5 +140,5 @@ class MMModel(nn.Module):
     # -- parameters -------------------------------------------------------------------------------
 
     def bridge_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only the trained bridge (Q-Formers + projections), for bridge-only saves of full-scale models."""
-        return {k: v for k, v in self.state_dict().items() if k.startswith(("qformers.", "projectors."))}
+        """Only the trained bridge (Q-Formers + projections, `mm.checkpoint.is_bridge_key`)."""
+        return bridge_state_dict(self)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from mm.errors import InputError
+
+if TYPE_CHECKING:  # annotations only: the prompt texts below stay importable without transformers and torch
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # label value the LM loss skips
 
@@ -28,6 +30,10 @@ CAPTION_PROMPTS = {
     "video": {"en": ["Describe the clip.", "What happens in this video?", "Write a caption for this clip."],
               "zh": ["描述这个片段。", "这段视频里发生了什么？", "为这个片段写一句描述。"]},
 }
+
+# What `mm compare` asks the model about two clips, per language. The synthetic world's canonical
+# "difference" question is this text (`mm.synth.clip_text`), so the model is trained on the question it is asked.
+COMPARE_PROMPTS = {"en": "What is the difference between the two clips?", "zh": "这两个片段有什么不同？"}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mm.cli.common import (
     add_generation_args,
@@ -29,6 +30,21 @@ from mm.cli.common import (
     parser,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
+
+
+def _process_state() -> PartialState:
+    """This process's rank and the process count under `accelerate launch` (one process without it).
+
+    Captioning needs the ranks only, not a training `Accelerator`; ACCELERATE_USE_CPU (which the Accelerator
+    would read) picks gloo on CPU-only machines.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def main(argv: list[str]) -> int:
@@ -66,9 +82,7 @@ def main(argv: list[str]) -> int:
     gen = {**generation_kwargs(args), "prompt": args.prompt, "lang": args.lang}
     common = {"resume": args.resume, "batch_size": args.batch_size, "progress": not args.quiet, **gen}
     if shards:
-        from mm.train.trainer import make_accelerator
-
-        state = make_accelerator()  # reads accelerate launch's environment (ACCELERATE_USE_CPU for gloo)
+        state = _process_state()
         part = out.with_name(f"{out.stem}.rank-{state.process_index}{out.suffix}")
         counts = caption_shards(chat, sorted(shards), part, rank=state.process_index,
                                 world_size=state.num_processes, **common)

@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
         p.error("--full-llm applies to --stage instruct")
     from pathlib import Path
 
-    from mm.train.lora import merge_lora, save_lora
+    from mm.checkpoint import save_model
     from mm.train.sources import read_source
     from mm.train.stages import build_caches, train_bridge
     from mm.train.trainer import TrainConfig
@@ -65,11 +65,11 @@ def main(argv: list[str]) -> int:
     summary = train_bridge(chat, records, caches, cfg, out, mode="caption" if args.stage == "bridge" else "dialogue",
                            lora=args.stage == "instruct" and not args.full_llm, full_llm=args.full_llm,
                            lora_r=args.lora_r, resume=not args.no_resume)
-    if args.stage == "instruct" and not args.merge_lora and not args.full_llm:
-        save_lora(chat.model, out / "model")
-    else:
-        merge_lora(chat.model)
-    chat.save_pretrained(out / "model", bridge_only=chat.config.full_scale)
+    # Adapters of this instruct stage are kept apart unless asked to merge; any others are merged. At full
+    # scale the encoders and LLM stay in the user's own checkpoints and only the bridge is saved.
+    apart = args.stage == "instruct" and not args.merge_lora and not args.full_llm
+    save_model(out / "model", chat.model, chat.tokenizer, bridge_only=chat.config.full_scale,
+               lora="apart" if apart else "merge")
     print(f"saved {out / 'model'}; skipped examples: {summary['skipped_examples']}, "
           f"unreadable media: {summary['unreadable_media']}")
     return 0

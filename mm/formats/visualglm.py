@@ -153,7 +153,7 @@ def _tokenizer(release: Release, tokenizer: str | Path | None, config: ChatGLMv1
 def load_visualglm(path: str | Path, *, preset_name: str = "visualglm-6b", tokenizer: str | Path | None = None,
                    strict: bool = True, bridge: str | Path | None = None, dtype: torch.dtype | None = None):
     """(MMModel, tokenizer) from a whole VisualGLM-6B release; `bridge` replaces the release's own bridge."""
-    from mm.loading import _load_bridge, bridge_view  # loading imports this module lazily
+    from mm.checkpoint import bridge_view, load_bridge_file
     from mm.model import MMModel
 
     release = find_release(path)
@@ -186,6 +186,6 @@ def load_visualglm(path: str | Path, *, preset_name: str = "visualglm-6b", token
     load_into(bridge_view(model), weights.state, component="image bridge (Q-Former, ln_vision, glm_proj)",
               source=release.weights, strict=strict)
     if bridge is not None:
-        _load_bridge(model, bridge, strict)
+        load_bridge_file(model, bridge, strict)
     logger.info("loaded VisualGLM-6B (%s layout) from %s", release.layout, release.root)
     return model, tok

@@ -21,6 +21,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -32,10 +33,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from encoders.audio_io import SAMPLE_RATE
-from encoders.image_io import check_image_header
 from mm.decode_process import DecodeProcess
 from mm.errors import InputError
-from mm.media import prepare, prepare_media
+from mm.modality import MODALITY_TYPES, ImageModality, Modality
 from mm.prompt import CAPTION_PROMPTS
 from mm.serve.fetch import fetch_image
 from mm.serve.requests import (
@@ -98,9 +98,13 @@ class Guard:
         return await self.app(scope, receive, send)
 
 
-def _check_images(images: list[bytes], limits: ServerLimits) -> None:
-    for i, data in enumerate(images):
-        check_image_header(data, limits.max_image_pixels, f"image {i}")
+def _check_headers(items: list[tuple[str, bytes]], limits: ServerLimits) -> None:
+    """(modality, upload) pairs refused from their headers alone (`Modality.check_header`); an upload is
+    named by its modality and its number among that modality's uploads ("image 0")."""
+    seen: Counter[str] = Counter()
+    for modality, data in items:
+        MODALITY_TYPES[modality].check_header(data, limits, f"{modality} {seen[modality]}")
+        seen[modality] += 1
 
 
 def _openai_finish(reason: str | None) -> str | None:
@@ -112,7 +116,7 @@ def create_app(chat: MMChat, *, model_name: str = "mm-tiny", api_key: str | None
                limits: ServerLimits | None = None, max_queue: int = 8) -> FastAPI:
     limits = limits or ServerLimits()
     worker = Worker(max_queue)
-    decoder = _Decoder(getattr(chat, "model", None))
+    decoder = _Decoder()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -179,7 +183,7 @@ def create_app(chat: MMChat, *, model_name: str = "mm-tiny", api_key: str | None
             if isinstance(item, RemoteImage):
                 item = await asyncio.to_thread(fetch_image, item.url, limits, deadline)
             out.append(item)
-        await asyncio.to_thread(_check_images, out, limits)
+        await asyncio.to_thread(_check_headers, [(ImageModality.name, data) for data in out], limits)
         return out
 
     async def or_client_gone(request: Request, work: Awaitable[Any]) -> Any:
@@ -281,17 +285,13 @@ def create_app(chat: MMChat, *, model_name: str = "mm-tiny", api_key: str | None
         deadline = time.monotonic() + limits.deadline_seconds
         items, options = await parsed(request, parse_captions)
         prompt, lang = options.pop("prompt"), options.pop("lang")
-        await asyncio.to_thread(_check_images, [b for m, b in items if m == "image"], limits)
+        await asyncio.to_thread(_check_headers, items, limits)
 
         def work() -> list[str]:
             requests = []
             for modality, data in items:
-                if modality == "video":
-                    media = prepare_media(chat.model, "video", decoder.video(data, limits, deadline), limits)
-                elif modality == "audio":
-                    media = [prepare(chat.model, "audio", decoder.audio(data, limits, deadline), limits)]
-                else:
-                    media = [prepare(chat.model, "image", data, limits)]
+                reader = chat.model.modality(modality)  # InputError: this model does not take that input
+                media = reader.prepare(decoder.source(reader, data, limits, deadline), limits)
                 requests.append((prompt or CAPTION_PROMPTS[modality][lang][0], [], media))
             return chat.answer_batch(requests, limits=limits, deadline=deadline, **options)
 
@@ -306,8 +306,7 @@ class _Decoder:
     """Sound and video decoding for the worker thread: in a child process (`mm.decode_process`), so a
     corrupt clip that makes a codec hang or crash costs that request its deadline, never the server."""
 
-    def __init__(self, model: MMChat) -> None:
-        self.model = model
+    def __init__(self) -> None:
         self.process: DecodeProcess | None = None  # started on first use: text and image requests need none
 
     def _decode(self, kind: str, data: bytes, limits: ServerLimits, deadline: float, **options: Any) -> Any:
@@ -319,15 +318,15 @@ class _Decoder:
         return self.process.decode(kind, data, limits=limits, timeout=remaining, **options)
 
     def audio(self, data: bytes, limits: ServerLimits, deadline: float) -> tuple[Any, int]:
-        """(wave, sample rate), as `MMChat.respond(audio=)` and `mm.media.prepare` take it."""
+        """(wave, sample rate), as `MMChat.respond(audio=)` takes it (OpenAI's `input_audio` parts)."""
         return self._decode("audio", data, limits, deadline, sample_rate=SAMPLE_RATE), SAMPLE_RATE
 
-    def video(self, data: bytes, limits: ServerLimits, deadline: float) -> Any:
-        """A `VideoClip` decoded as the model's video config asks, for `mm.media.prepare_video`."""
-        vcfg = self.model.config.video
-        return self._decode("video", data, limits, deadline, frames=vcfg.frames, fps=vcfg.fps,
-                            max_frames=vcfg.max_frames, sample_rate=SAMPLE_RATE,
-                            with_audio="audio" in self.model.config.modalities)
+    def source(self, modality: Modality, data: bytes, limits: ServerLimits, deadline: float) -> Any:
+        """What `modality.prepare` reads for an upload: the bytes themselves, or what the child decoded
+        from them as this model reads that kind (`Modality.decode_in_child`, `child_options`)."""
+        if not modality.decode_in_child:
+            return data
+        return self._decode(modality.name, data, limits, deadline, **modality.child_options())
 
     def close(self) -> None:
         if self.process is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mm.prompt import COMPARE_PROMPTS  # noqa: F401 - the product's question, named here for the world's tests
 from mm.synth.grammar import QA, Phrasing, ask
 from mm.synth.video import Clip
 from mm.synth.vocab import COLOURS, MOTIONS, PITCHES, SHAPES, SPEEDS, WHEN
@@ -15,7 +16,6 @@ _MOTION_EN = {"left": "to the left", "right": "to the right", "up": "upwards", "
 _SPEED_EN = {"slow": "slowly", "fast": "quickly"}
 _SPEED_ZH = {"slow": "慢慢地", "fast": "快速地"}
 _WHEN_EN = {"start": "at the start", "end": "at the end"}
-COMPARE_PROMPTS = {"en": "What is the difference between the two clips?", "zh": "这两个片段有什么不同？"}
 
 
 def caption_clip(clip: Clip, lang: str) -> str:
@@ -80,7 +80,7 @@ def _value(clip: Clip, attribute: str, lang: str) -> str:
 def compare_answer(a: Clip, b: Clip, attribute: str | None, lang: str, rng: np.random.Generator | None = None,
                    phrasing: Phrasing = "canonical") -> QA:
     """The comparison question for a pair that differs in `attribute` (None: identical clips) and its
-    answer; the canonical question is COMPARE_PROMPTS[lang]."""
+    answer; the canonical question is `mm.prompt.COMPARE_PROMPTS[lang]`, the one `mm compare` asks."""
     q = ask("difference", lang, rng, phrasing)
     if attribute is None:
         text = "The two clips are the same." if lang == "en" else "两个片段相同。"

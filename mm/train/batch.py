@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from mm.collate import pad_and_mask
+from mm.model import MMModel
 from mm.prompt import IGNORE_INDEX, ChatTemplate, build_prompt, expand_placeholders
 from mm.train.examples import TRACK, Example
 from mm.train.features import FeatureCache
@@ -45,7 +46,7 @@ class Collator:
     Examples whose media are missing from the cache (unreadable files) are dropped and counted.
     """
 
-    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, template: ChatTemplate,
+    def __init__(self, model: MMModel, tokenizer: PreTrainedTokenizerBase, template: ChatTemplate,
                  caches: dict[str, FeatureCache] | None = None, max_len: int = 512) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -88,32 +89,20 @@ class Collator:
                 feats[m].append(f)
         if not rows:
             raise ValueError("every example in this batch was skipped")
-        t = max(len(ids) for ids, _ in rows)
-        input_ids = torch.full((len(rows), t), self.pad_id, dtype=torch.long)
-        labels_t = torch.full((len(rows), t), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(rows), t), dtype=torch.long)
-        for i, (ids, labels) in enumerate(rows):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            labels_t[i, : len(labels)] = torch.tensor(labels)
-            mask[i, : len(ids)] = 1
+        input_ids, mask = pad_and_mask([torch.tensor(ids, dtype=torch.long) for ids, _ in rows], value=self.pad_id)
+        labels_t, _ = pad_and_mask([torch.tensor(labels, dtype=torch.long) for _, labels in rows], value=IGNORE_INDEX)
         media = {}
         for m, items in feats.items():
-            if not items:
-                continue
-            n = max(f.shape[0] for f in items)
-            states = torch.zeros(len(items), n, items[0].shape[-1], dtype=items[0].dtype)
-            valid = torch.zeros(len(items), n, dtype=torch.bool)
-            for i, f in enumerate(items):
-                states[i, : f.shape[0]] = f
-                valid[i, : f.shape[0]] = True
-            media[m] = (states, valid, [f.shape[0] for f in items])
-        return Batch(input_ids, mask, labels_t, media, order)
+            if items:
+                states, valid = pad_and_mask(items)  # (B_m, N, D), (B_m, N)
+                media[m] = (states, valid, [f.shape[0] for f in items])
+        return Batch(input_ids, mask.long(), labels_t, media, order)
 
 
 class BridgeObjective(nn.Module):
     """LM loss on answer tokens, with bridge outputs spliced into the media slots."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: MMModel) -> None:
         super().__init__()
         self.model = model
 

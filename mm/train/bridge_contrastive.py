@@ -12,40 +12,32 @@ apart). Here each item's Q outputs are projected, mean-pooled and matched agains
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from open_clip.loss import ClipLoss
-from torch import nn
+from transformers import PreTrainedTokenizerBase
 
+from mm.collate import pad_and_mask
 from mm.model import MMModel
-from mm.train.contrastive import TextTower
+from mm.train.contrastive import ContrastiveHead, TextTower
 from mm.train.examples import media_key
 from mm.train.features import FeatureCache
 from mm.train.sources import Record
 
 
-class BridgeContrastive(nn.Module):
+class BridgeContrastive(ContrastiveHead):
+    """CLIP loss between the mean of `modality`'s projected Q-Former outputs and the text tower."""
+
     def __init__(self, model: MMModel, modality: str, text: TextTower, embed_dim: int = 128, rank: int = 0,
                  world_size: int = 1) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model.modality(modality).bridge_width, text, embed_dim, rank, world_size, model=model)
         self.modality = modality
-        self.text = text
-        self.media_proj = nn.Linear(model.modality(modality).bridge_width, embed_dim)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        self.loss = ClipLoss(gather_with_grad=world_size > 1, rank=rank, world_size=world_size)
 
     def forward(self, batch: BridgePairBatch) -> torch.Tensor:
         outs = self.model.bridge(self.modality, batch.states, batch.mask, batch.valid)  # B x (Q_i, Dq)
         media = torch.stack([self.media_proj(o).mean(0) for o in outs])  # (B, E)
-        text = self.text(batch.ids, batch.text_mask)
-        scale = self.logit_scale.clamp(max=math.log(100)).exp()
-        return self.loss(F.normalize(media, dim=-1), F.normalize(text, dim=-1), scale)
+        return self.contrast(media, batch.ids, batch.text_mask)
 
 
 @dataclass
@@ -89,17 +81,12 @@ class BridgePairDataset:
 
 
 class BridgePairCollator:
-    def __init__(self, tokenizer: Any, max_len: int = 96) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_len: int = 96) -> None:
         self.tokenizer = tokenizer
         self.max_len = max_len
 
     def __call__(self, items: list[tuple[torch.Tensor, str]]) -> BridgePairBatch:
-        n = max(f.shape[0] for f, _ in items)
-        states = torch.zeros(len(items), n, items[0][0].shape[-1], dtype=items[0][0].dtype)
-        mask = torch.zeros(len(items), n, dtype=torch.bool)
-        for i, (f, _) in enumerate(items):
-            states[i, : f.shape[0]] = f
-            mask[i, : f.shape[0]] = True
+        states, mask = pad_and_mask([f for f, _ in items])  # (B, N, D), (B, N)
         enc = self.tokenizer([c for _, c in items], padding=True, truncation=True, max_length=self.max_len,
                              return_tensors="pt", add_special_tokens=False)
         return BridgePairBatch(states, mask, [f.shape[0] for f, _ in items], enc["input_ids"],

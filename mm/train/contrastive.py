@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +19,8 @@ from open_clip.loss import ClipLoss
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from encoders.audio_io import load_audio, log_mel
 from mm.errors import InputError
+from mm.modality import Modality
 from mm.train.sources import Record
 
 
@@ -46,28 +45,48 @@ class TextTower(nn.Module):
         return self.proj(pooled)
 
 
-class ContrastiveObjective(nn.Module):
-    def __init__(self, encoder: nn.Module, text: TextTower, modality: str, embed_dim: int = 128,
-                 rank: int = 0, world_size: int = 1) -> None:
+class ContrastiveHead(nn.Module):
+    """The contrastive objectives' common part: a CLIP loss between media and a text tower, both thrown away.
+
+    Holds the text tower, the media projection into the joint space (`media_width` -> E), the learnt
+    temperature and open_clip's loss (gathered across processes). Stage 0 (`ContrastiveObjective`) and
+    stage 1a (`mm.train.bridge_contrastive.BridgeContrastive`) subclass it, passing the module each trains
+    as `trained` (name -> module): those are registered first, so that parameters keep the names and the
+    order that trainer checkpoints (weights and optimizer state) hold.
+    """
+
+    def __init__(self, media_width: int, text: TextTower, embed_dim: int = 128, rank: int = 0, world_size: int = 1,
+                 **trained: nn.Module) -> None:
         super().__init__()
-        self.encoder = encoder
+        for name, module in trained.items():
+            self.add_module(name, module)
         self.text = text
-        self.modality = modality
-        self.media_proj = nn.Linear(encoder.width, embed_dim)
+        self.media_proj = nn.Linear(media_width, embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.loss = ClipLoss(gather_with_grad=world_size > 1, rank=rank, world_size=world_size)
-        encoder.requires_grad_(True)
 
-    def media_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        if self.modality == "image":
-            return self.encoder.tokens(x)  # (B, N, D), with grad: this is the tower being trained
-        return self.encoder.model(x).last_hidden_state
-
-    def forward(self, batch: ContrastiveBatch) -> torch.Tensor:
-        media = self.media_proj(self.media_tokens(batch.media).mean(dim=1))
-        text = self.text(batch.ids, batch.mask)
+    def contrast(self, media: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The loss of (B, E) projected media against the captions' (B, L) ids and mask."""
+        text = self.text(ids, mask)
         scale = self.logit_scale.clamp(max=math.log(100)).exp()
         return self.loss(F.normalize(media, dim=-1), F.normalize(text, dim=-1), scale)
+
+
+class ContrastiveObjective(ContrastiveHead):
+    """CLIP loss between the mean of `modality`'s encoder tokens and the text tower; trains that encoder."""
+
+    def __init__(self, modality: Modality, text: TextTower, embed_dim: int = 128, rank: int = 0,
+                 world_size: int = 1) -> None:
+        # The encoder is a submodule here, so that its weights are trained.
+        super().__init__(modality.encoder.width, text, embed_dim, rank, world_size, encoder=modality.encoder)
+        self.modality = modality  # not a module: it reads its encoder from the model
+        self.encoder.requires_grad_(True)
+
+    def media_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        return self.modality.pretrain_tokens(x)  # (B, N, D), with grad: this is the tower being trained
+
+    def forward(self, batch: ContrastiveBatch) -> torch.Tensor:
+        return self.contrast(self.media_proj(self.media_tokens(batch.media).mean(dim=1)), batch.ids, batch.mask)
 
 
 @dataclass
@@ -87,9 +106,8 @@ class ContrastiveBatch:
 class PairDataset:
     """(media tensor, caption) pairs; the caption language is drawn per epoch. Unreadable media -> None."""
 
-    def __init__(self, records: list[Record], encoder: Any, modality: str, seed: int = 0) -> None:
-        self.records = [r for r in records if r.captions and r.media and r.media[0][0] == modality]
-        self.encoder = encoder
+    def __init__(self, records: list[Record], modality: Modality, seed: int = 0) -> None:
+        self.records = [r for r in records if r.captions and r.media and r.media[0][0] == modality.name]
         self.modality = modality
         self.seed = seed
         self.epoch = 0
@@ -106,11 +124,7 @@ class PairDataset:
         rng = np.random.default_rng([self.seed, self.epoch, i])
         caption = rec.captions[int(rng.integers(len(rec.captions)))]
         try:
-            if self.modality == "image":
-                x = self.encoder.preprocess(rec.media[0][1])
-            else:
-                wave = load_audio(rec.media[0][1], self.encoder.sample_rate)
-                x = log_mel(wave, self.encoder.n_mels, self.encoder.window_frames)
+            x = self.modality.pretrain_input(rec.media[0][1])
         except InputError:
             self.skipped += 1
             return None

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mm.modality import MODALITY_TYPES
 from mm.prompt import CAPTION_PROMPTS
 from mm.train.sources import Record
 
@@ -29,17 +30,24 @@ def media_key(record: Record, k: int) -> str:
     return src if isinstance(src, str) else f"{record.id}#{k}"
 
 
-TRACK = "#audio"  # suffix of the key of a video's sound track in the audio feature cache
+TRACK = "#audio"  # suffix of the key of a clip's sound track in its `sound_track` modality's feature cache
+
+
+def sound_track(modality: str) -> str | None:
+    """The modality whose feature cache holds the sound track of a `modality` item (a clip's: audio)."""
+    kind = MODALITY_TYPES.get(modality)
+    return None if kind is None else kind.sound_track
 
 
 def example_media(record: Record) -> list[tuple[str, str]]:
-    """(modality, key) in prompt order; a video is followed by its sound track (dropped later if silent)."""
+    """(modality, key) in prompt order; a clip is followed by its sound track (dropped later if silent)."""
     out = []
     for k, (modality, _) in enumerate(record.media):
         key = media_key(record, k)
         out.append((modality, key))
-        if modality == "video":
-            out.append(("audio", key + TRACK))
+        track = sound_track(modality)
+        if track is not None:
+            out.append((track, key + TRACK))
     return out
 
 

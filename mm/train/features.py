@@ -22,10 +22,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from encoders.audio_io import load_audio
-from encoders.video_io import load_video
 from mm.errors import InputError
-from mm.media import Prepared, batch_inputs, video_frames
+from mm.media import Prepared, batch_inputs
 from mm.model import MMModel
 from mm.train.examples import TRACK
 
@@ -58,16 +56,9 @@ class FeatureCache:
         os.replace(tmp, self.index_file)
 
     def _prepare(self, source: Any) -> torch.Tensor:
-        enc = self.model.encoder_for(self.modality)
-        if self.modality == "image":
-            return enc.preprocess(source)
-        if self.modality == "video":
-            v = self.model.config.video
-            clip = load_video(source, frames=v.frames, fps=v.fps, max_frames=v.max_frames, audio=False)
-            return video_frames(self.model, clip)
         if isinstance(source, str) and source.endswith(TRACK):
-            source = source[: -len(TRACK)]  # a video's sound track: PyAV reads the audio stream
-        return load_audio(source, enc.sample_rate)
+            source = source[: -len(TRACK)]  # a clip's sound track: read from the clip's own file
+        return self.model.modality(self.modality).prepare_training(source)
 
     @torch.no_grad()
     def build(self, items: Iterable[tuple[str, Any]], batch_size: int = 64, total: int | None = None) -> int:

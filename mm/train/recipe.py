@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from accelerate import Accelerator
@@ -27,6 +28,8 @@ from mm.model import MMModel
 from mm.prompt import CAPTION_PROMPTS, TEMPLATES
 from mm.synth import write_split
 from mm.tokenizer import build_tokenizer
+from mm.train.encoder_pretrain import pretrain_image_encoder
+from mm.train.features import FeatureCache
 from mm.train.lora import merge_lora
 from mm.train.sources import Record, read_jsonl
 from mm.train.stages import build_caches, pretrain_bridge, pretrain_encoder, pretrain_lm, train_bridge
@@ -46,6 +49,10 @@ class TinyRecipe:
     val_videos: int = 200
     val_pairs: int = 100
     world_seed: int = 0  # seed of the synthetic world
+    preset: str = "mm-tiny"  # the architecture built from nothing
+    # Stage 0 of the image tower: "attributes" uses the world's known truth (per-region and per-token shape,
+    # colour, size), "contrastive" the captions only, "both" adds them (mm.train.encoder_pretrain).
+    image_objective: Literal["attributes", "contrastive", "both"] = "attributes"
     vocab_size: int = 1024  # BPE vocabulary incl. special tokens
     lora_r: int = 8  # LoRA rank in stage 2 (alpha 2r), when not full_llm
     # Stage 2 trains the whole 256-wide LLM: LoRA adapters that narrow scored 49% on image questions
@@ -55,7 +62,7 @@ class TinyRecipe:
     lm: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=1000, batch_size=64, lr=2e-3, warmup=50, mixed_precision="bf16"))
     image_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1200, batch_size=128, lr=1e-3, warmup=100, mixed_precision="bf16"))
+        steps=800, batch_size=64, lr=1e-3, warmup=30, mixed_precision="bf16"))
     audio_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=600, batch_size=64, lr=1e-3, warmup=50, mixed_precision="bf16"))
     image_itc: TrainConfig = field(default_factory=lambda: TrainConfig(
@@ -67,7 +74,7 @@ class TinyRecipe:
     bridge: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=600, batch_size=64, lr=1e-3, warmup=50, mixed_precision="bf16"))
     instruct: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=2500, batch_size=64, lr=5e-4, warmup=50, mixed_precision="bf16"))
+        steps=1800, batch_size=64, lr=5e-4, warmup=50, mixed_precision="bf16"))
 
     @classmethod
     def smoke(cls) -> TinyRecipe:
@@ -89,23 +96,97 @@ def corpus(records: list[Record]) -> list[str]:
     return texts
 
 
-def _stage(out: Path, name: str, timings: dict[str, float], acc: Accelerator) -> tuple[Path, bool]:
-    """The stage's directory and whether it already finished."""
-    d = out / name
-    done = (d / "done.json").exists()
-    if done:
-        timings[name] = json.loads((d / "done.json").read_text()).get("seconds", 0.0)
-    return d, done
+@dataclass
+class RecipeRun:
+    """What every stage reads: the recipe, the world's training records, the model being built, the caches."""
+
+    recipe: TinyRecipe
+    out: Path
+    records: list[Record]
+    chat: MMChat
+    acc: Accelerator
+    caches: dict[str, FeatureCache] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def features(self) -> dict[str, FeatureCache]:
+        """The frozen encoders' features of the world, built once, after the stage-0 encoders are done."""
+        if not self.caches:
+            t = time.perf_counter()
+            self.caches = build_caches(self.chat, self.records, self.out / "features", accelerator=self.acc)
+            self.timings["features"] = time.perf_counter() - t
+        return self.caches
 
 
-def _finish(chat: MMChat, d: Path, name: str, started: float, timings: dict[str, float], acc: Accelerator,
-            summary: dict | None = None) -> None:
-    timings[name] = time.perf_counter() - started
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        chat.save_pretrained(d / "model")
-        (d / "done.json").write_text(json.dumps({"seconds": timings[name], "summary": summary}, default=str))
-    acc.wait_for_everyone()
+def _lm(r: RecipeRun, d: Path) -> dict:
+    return pretrain_lm(r.chat, r.records, r.recipe.lm, d, accelerator=r.acc)
+
+
+def _image_encoder(r: RecipeRun, d: Path) -> dict:
+    if r.recipe.image_objective == "contrastive":  # captions only (the first mm-tiny's stage 0)
+        return pretrain_encoder(r.chat, r.records, "image", r.recipe.image_encoder, d, accelerator=r.acc)
+    return pretrain_image_encoder(r.chat.model.encoders["image"], r.recipe.image_encoder, d,
+                                  objective=r.recipe.image_objective, tokenizer=r.chat.tokenizer,
+                                  scenes_per_epoch=r.recipe.images, accelerator=r.acc)
+
+
+def _audio_encoder(r: RecipeRun, d: Path) -> dict:
+    return pretrain_encoder(r.chat, r.records, "audio", r.recipe.audio_encoder, d, accelerator=r.acc)
+
+
+def _bridge_itc(modality: str) -> Callable[[RecipeRun, Path], dict | None]:
+    def run(r: RecipeRun, d: Path) -> dict | None:
+        if modality not in r.chat.config.modalities:
+            return None
+        return pretrain_bridge(r.chat, r.records, r.features(), modality, getattr(r.recipe, f"{modality}_itc"), d,
+                               accelerator=r.acc)
+
+    return run
+
+
+def _captions(r: RecipeRun, d: Path) -> dict:
+    return train_bridge(r.chat, r.records, r.features(), r.recipe.bridge, d, mode="caption", accelerator=r.acc)
+
+
+def _instruct(r: RecipeRun, d: Path) -> dict:
+    summary = train_bridge(r.chat, r.records, r.features(), r.recipe.instruct, d, mode="dialogue",
+                           lora=not r.recipe.full_llm, full_llm=r.recipe.full_llm, lora_r=r.recipe.lora_r,
+                           accelerator=r.acc)
+    merge_lora(r.chat.model)
+    return summary
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # its directory under the run, holding `model/` and `done.json` once finished
+    run: Callable[[RecipeRun, Path], dict | None]
+
+
+# The recipe, in order. Running and resuming both read this table: each finished stage leaves a saved model,
+# and a re-run continues from the last one.
+STAGES: tuple[Stage, ...] = (
+    Stage("stage0-lm", _lm),
+    Stage("stage0-image", _image_encoder),
+    Stage("stage0-audio", _audio_encoder),
+    Stage("stage1a-image", _bridge_itc("image")),
+    Stage("stage1a-audio", _bridge_itc("audio")),
+    Stage("stage1a-video", _bridge_itc("video")),
+    Stage("stage1-bridge", _captions),
+    Stage("stage2-instruct", _instruct),
+)
+
+
+def _done(out: Path, name: str) -> dict | None:
+    f = out / name / "done.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def _finish(r: RecipeRun, d: Path, name: str, seconds: float, summary: dict | None) -> None:
+    r.timings[name] = seconds
+    r.acc.wait_for_everyone()
+    if r.acc.is_main_process:
+        r.chat.save_pretrained(d / "model")
+        (d / "done.json").write_text(json.dumps({"seconds": seconds, "summary": summary}, default=str))
+    r.acc.wait_for_everyone()
 
 
 def run_tiny(out: str | Path, recipe: TinyRecipe | None = None, ship: str | Path | None = None) -> Path:
@@ -135,51 +216,23 @@ def run_tiny(out: str | Path, recipe: TinyRecipe | None = None, ship: str | Path
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
-        cfg = preset("mm-tiny")
+        cfg = preset(recipe.preset)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(INIT_SEED)
             chat = MMChat(MMModel(cfg), tokenizer)
 
-    steps = [
-        ("stage0-lm", lambda d: pretrain_lm(chat, records, recipe.lm, d, accelerator=acc)),
-        ("stage0-image", lambda d: pretrain_encoder(chat, records, "image", recipe.image_encoder, d, accelerator=acc)),
-        ("stage0-audio", lambda d: pretrain_encoder(chat, records, "audio", recipe.audio_encoder, d, accelerator=acc)),
-    ]
-    for name, fn in steps:
-        d, done = _stage(out, name, timings, acc)
-        if done:
+    r = RecipeRun(recipe, out, records, chat, acc, timings=timings)
+    for stage in STAGES:
+        d = out / stage.name
+        done = _done(out, stage.name)
+        if done is not None:
+            timings[stage.name] = done.get("seconds", 0.0)
             continue
         t = time.perf_counter()
-        summary = fn(d)
-        _finish(chat, d, name, t, timings, acc, summary)
+        summary = stage.run(r, d)
+        _finish(r, d, stage.name, time.perf_counter() - t, summary)
 
-    t = time.perf_counter()
-    caches = build_caches(chat, records, out / "features", accelerator=acc)
-    timings["features"] = time.perf_counter() - t
-
-    for modality in chat.config.modalities:
-        name = f"stage1a-{modality}"
-        d, done = _stage(out, name, timings, acc)
-        if not done:
-            t = time.perf_counter()
-            summary = pretrain_bridge(chat, records, caches, modality, getattr(recipe, f"{modality}_itc"), d,
-                                      accelerator=acc)
-            _finish(chat, d, name, t, timings, acc, summary)
-    d, done = _stage(out, "stage1-bridge", timings, acc)
-    if not done:
-        t = time.perf_counter()
-        summary = train_bridge(chat, records, caches, recipe.bridge, d, mode="caption", accelerator=acc)
-        _finish(chat, d, "stage1-bridge", t, timings, acc, summary)
-    d, done = _stage(out, "stage2-instruct", timings, acc)
-    if not done:
-        t = time.perf_counter()
-        summary = train_bridge(chat, records, caches, recipe.instruct, d, mode="dialogue",
-                               lora=not recipe.full_llm, full_llm=recipe.full_llm, lora_r=recipe.lora_r,
-                               accelerator=acc)
-        merge_lora(chat.model)
-        _finish(chat, d, "stage2-instruct", t, timings, acc, summary)
-
-    final = out / "stage2-instruct" / "model"
+    final = out / STAGES[-1].name / "model"
     if acc.is_main_process:
         report = {"timings_s": timings, "total_s": sum(timings.values()), "recipe": asdict(recipe),
                   "device": str(acc.device), "processes": acc.num_processes, "threads": torch.get_num_threads()}
@@ -191,14 +244,11 @@ def run_tiny(out: str | Path, recipe: TinyRecipe | None = None, ship: str | Path
 
 
 def _resume_point(out: Path) -> MMChat | None:
-    """The model saved by the last finished stage, if any."""
-    order = ["stage2-instruct", "stage1-bridge", "stage1a-video", "stage1a-audio", "stage1a-image", "stage0-audio",
-             "stage0-image", "stage0-lm"]
-    for name in order:
-        d = out / name
-        if (d / "done.json").exists():
-            logger.info("continuing from %s", d / "model")
-            return load(d / "model")
+    """The model saved by the last finished stage of `STAGES`, if any."""
+    for stage in reversed(STAGES):
+        if _done(out, stage.name) is not None:
+            logger.info("continuing from %s", out / stage.name / "model")
+            return load(out / stage.name / "model")
     return None
 
 

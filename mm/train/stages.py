@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from accelerate import Accelerator
+from torch import nn
 
+from bridge.names import BRIDGE_PREFIXES
+from mm.chat import MMChat
+from mm.checkpoint import LLM_PREFIX
 from mm.train.batch import BridgeObjective, Collator
 from mm.train.bridge_contrastive import BridgeContrastive, BridgePairCollator, BridgePairDataset
 from mm.train.contrastive import ContrastiveObjective, PairCollator, PairDataset, TextTower
-from mm.train.examples import TRACK, ExampleDataset, media_key
+from mm.train.examples import TRACK, ExampleDataset, media_key, sound_track
 from mm.train.features import FeatureCache
 from mm.train.lora import add_lora, has_lora
 from mm.train.sources import Record
@@ -27,12 +30,12 @@ from mm.train.trainer import TrainConfig, make_accelerator, train
 logger = logging.getLogger(__name__)
 
 
-def _only_trainable(model: Any, prefixes: tuple[str, ...]) -> None:
+def _only_trainable(model: nn.Module, prefixes: tuple[str, ...]) -> None:
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(prefixes))
 
 
-def pretrain_lm(chat: Any, records: list[Record], cfg: TrainConfig, out: Path, *, resume: bool = True,
+def pretrain_lm(chat: MMChat, records: list[Record], cfg: TrainConfig, out: Path, *, resume: bool = True,
                 accelerator: Accelerator | None = None) -> dict:
     model = chat.model
     _only_trainable(model, ("llm.",))
@@ -43,15 +46,16 @@ def pretrain_lm(chat: Any, records: list[Record], cfg: TrainConfig, out: Path, *
     return summary
 
 
-def pretrain_encoder(chat: Any, records: list[Record], modality: str, cfg: TrainConfig, out: Path, *,
+def pretrain_encoder(chat: MMChat, records: list[Record], modality: str, cfg: TrainConfig, out: Path, *,
                      resume: bool = True, accelerator: Accelerator | None = None) -> dict:
     model = chat.model
-    encoder = model.encoders[modality]
+    encoder = model.encoders[modality]  # its own encoder (KeyError for video, which reads through image's)
+    reader = model.modality(modality)
     model.requires_grad_(False)
     acc = accelerator or make_accelerator(cfg.mixed_precision)
     text = TextTower(len(chat.tokenizer))
-    objective = ContrastiveObjective(encoder, text, modality, rank=acc.process_index, world_size=acc.num_processes)
-    data = PairDataset(records, encoder, modality, cfg.seed)
+    objective = ContrastiveObjective(reader, text, rank=acc.process_index, world_size=acc.num_processes)
+    data = PairDataset(records, reader, cfg.seed)
     summary = train(objective, data, PairCollator(chat.tokenizer), cfg, out, resume=resume,
                     desc=f"stage0-{modality}", count_tokens=lambda b: b.num_tokens, accelerator=acc)
     encoder.freeze()
@@ -59,7 +63,7 @@ def pretrain_encoder(chat: Any, records: list[Record], modality: str, cfg: Train
     return summary
 
 
-def pretrain_bridge(chat: Any, records: list[Record], caches: dict[str, FeatureCache], modality: str,
+def pretrain_bridge(chat: MMChat, records: list[Record], caches: dict[str, FeatureCache], modality: str,
                     cfg: TrainConfig, out: Path, *, resume: bool = True,
                     accelerator: Accelerator | None = None) -> dict:
     """Stage 1a for one modality's Q-Former (for video: the temporal Q-Former over frozen frame bridges)."""
@@ -77,7 +81,7 @@ def pretrain_bridge(chat: Any, records: list[Record], caches: dict[str, FeatureC
     return summary
 
 
-def build_caches(chat: Any, records: list[Record], root: Path, batch_size: int = 64,
+def build_caches(chat: MMChat, records: list[Record], root: Path, batch_size: int = 64,
                  accelerator: Accelerator | None = None) -> dict[str, FeatureCache]:
     """Encode every media item once (frozen encoders) and return the caches; bad files are counted.
 
@@ -87,9 +91,9 @@ def build_caches(chat: Any, records: list[Record], root: Path, batch_size: int =
     caches = {}
     for modality in chat.model.config.modalities:
         items = [(media_key(r, k), src) for r in records for k, (m, src) in enumerate(r.media) if m == modality]
-        if modality == "audio":  # sound tracks of clips
-            items += [(media_key(r, k) + TRACK, media_key(r, k) + TRACK) for r in records
-                      for k, (m, src) in enumerate(r.media) if m == "video" and isinstance(src, str)]
+        # Sound tracks of clips (files only), cached by the modality that reads them: after its own items.
+        items += [(media_key(r, k) + TRACK, media_key(r, k) + TRACK) for r in records
+                  for k, (m, src) in enumerate(r.media) if sound_track(m) == modality and isinstance(src, str)]
         if not items:
             continue
         if main:
@@ -103,7 +107,7 @@ def build_caches(chat: Any, records: list[Record], root: Path, batch_size: int =
     return caches
 
 
-def train_bridge(chat: Any, records: list[Record], caches: dict[str, FeatureCache], cfg: TrainConfig, out: Path,
+def train_bridge(chat: MMChat, records: list[Record], caches: dict[str, FeatureCache], cfg: TrainConfig, out: Path,
                  *, mode: str, lora: bool = False, lora_r: int = 8, full_llm: bool = False, resume: bool = True,
                  accelerator: Accelerator | None = None) -> dict:
     """Stage 1 (`mode="caption"`) or stage 2 (`mode="dialogue"`, usually with `lora=True`).
@@ -116,7 +120,7 @@ def train_bridge(chat: Any, records: list[Record], caches: dict[str, FeatureCach
         raise ValueError("choose one of lora=True and full_llm=True")
     if lora and not has_lora(model):
         add_lora(model, r=lora_r)
-    _only_trainable(model, ("qformers.", "projectors.") + (("llm.",) if full_llm else ()))
+    _only_trainable(model, BRIDGE_PREFIXES + ((LLM_PREFIX,) if full_llm else ()))
     if lora:
         for name, p in model.llm.named_parameters():
             if "lora_" in name:

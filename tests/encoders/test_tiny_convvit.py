@@ -81,6 +81,28 @@ def test_seconds_of_pretraining_lower_the_loss_and_leave_a_readable_frozen_tower
     summary = pretrain_image_encoder(enc, cfg, tmp_path, scenes_per_epoch=320)
     assert summary["steps"] == 20 and not enc.training and not any(p.requires_grad for p in enc.parameters())
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[-1] < 0.9 * losses[0], losses
     acc = probe_accuracy(fit_probe(encode_scenes(enc, 200, 0), steps=100), encode_scenes(enc, 150, 1))
     assert acc["position"] > 0.3, acc  # chance is 1/9
+
+
+@pytest.mark.parametrize("objective", ["contrastive", "both"])
+def test_caption_objectives_train_the_tower_through_the_shared_contrastive_head(tmp_path, objective):
+    import json
+
+    from mm.tokenizer import build_tokenizer
+    from mm.train.contrastive import ContrastiveHead
+    from mm.train.encoder_pretrain import EncoderPretrainObjective
+
+    tok = build_tokenizer(["a large red circle at the centre", "一个大的红色圆形在中间"], vocab_size=300)
+    enc = create_encoder("tiny-convvit", **TINY)
+    assert isinstance(EncoderPretrainObjective(enc, objective, len(tok)).captions, ContrastiveHead)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    cfg = TrainConfig(steps=3, batch_size=8, lr=3e-3, warmup=1, log_every=1, ckpt_every=3)
+    summary = pretrain_image_encoder(enc, cfg, tmp_path, objective=objective, tokenizer=tok, scenes_per_epoch=24)
+    assert summary["objective"] == objective
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert losses and all(np.isfinite(losses))
+    assert any(not torch.equal(before[k], v) for k, v in enc.state_dict().items())  # the tower was trained
+    with pytest.raises(ValueError, match="tokenizer"):
+        pretrain_image_encoder(enc, cfg, tmp_path / "x", objective=objective)

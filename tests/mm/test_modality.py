@@ -66,7 +66,8 @@ def test_slots_collation_and_embedding_per_modality(video_model):
     assert [e.shape[0] for e in embeds] == [audio.num_slots(v) for v in valid]
     assert mask is not None and mask.sum(1).tolist() == valid
     video: VideoModality = model.modalities["video"]
-    clips = [video.item(torch.randn(n, 3, 64, 64)) for n in (3, 5)]
+    side = model.encoders["image"].image_size
+    clips = [video.item(torch.randn(n, 3, side, side)) for n in (3, 5)]
     batch = video.collate(clips)
     assert batch.pixels.shape[:2] == (2, 5) and batch.frames == [3, 5]
     assert batch.pixels[0, 3:].abs().sum() == 0  # frames beyond a clip are zero

@@ -55,7 +55,8 @@ def test_clip_pairs_differ_in_exactly_the_named_attribute():
 def test_a_video_with_sound_becomes_frames_then_its_sound_track(video_model, clips):
     path = clips.parent / _records(clips)[0]["video"]
     items = prepare_media(video_model.model, "video", path)
-    assert [p.modality for p in items] == ["video", "audio"] and items[0].data.shape == (8, 3, 64, 64)
+    side = video_model.model.encoders["image"].image_size
+    assert [p.modality for p in items] == ["video", "audio"] and items[0].data.shape == (8, 3, side, side)
     video_slots, audio_slots = (len(e) for e in video_model._embed(items))
     assert video_slots == 8 and audio_slots > 0
     base = next(video_model.respond("What happens?", max_new_tokens=1)).prompt_tokens
@@ -99,8 +100,9 @@ def test_batched_clips_of_different_lengths_match_one_by_one(video_model):
     from mm.media import _prepared, batch_inputs
 
     m = video_model.model
-    short = _prepared("video", torch.randn(3, 3, 64, 64))
-    long = _prepared("video", torch.randn(8, 3, 64, 64))
+    side = m.encoders["image"].image_size
+    short = _prepared("video", torch.randn(3, 3, side, side))
+    long = _prepared("video", torch.randn(8, 3, side, side))
     with torch.no_grad():
         both = m.bridge_tokens("video", batch_inputs(m, "video", [short, long]))
         alone = m.bridge_tokens("video", batch_inputs(m, "video", [short]))
