@@ -30,13 +30,14 @@ ASSETS = Path(__file__).parent / "assets"
 # Questions the shipped mm-tiny answers correctly (not every image or clip question is reliable yet:
 # see the evaluation table in the README).
 EXAMPLES = [
+    [str(ASSETS / "red_circle.png"), None, None, "What colour is the circle?"],
+    [str(ASSETS / "red_circle.png"), None, None, "What shape is it?"],
+    [str(ASSETS / "red_circle.png"), None, None, "Where is the circle?"],
+    [str(ASSETS / "red_circle.png"), None, None, "Is there a star?"],
     [str(ASSETS / "three_shapes.png"), None, None, "How many shapes are there?"],
     [str(ASSETS / "shapes_digit.png"), None, None, "图中有几个形状？"],
-    [None, str(ASSETS / "three_beeps.wav"), None, "How many beeps are there?"],
     [None, str(ASSETS / "three_beeps.wav"), None, "音调是低、中还是高？"],
     [None, str(ASSETS / "rising_sweep.wav"), None, "Is the sweep rising or falling?"],
-    [str(ASSETS / "red_circle.png"), None, None, "What colour is the circle?"],
-    [None, None, str(ASSETS / "red_circle_left_fast.mp4"), "Which way does the circle move?"],
     [None, None, str(ASSETS / "red_circle_left_fast.mp4"), "When does the beep sound?"],
 ]
 CSS = "#chatbot {min-height: 420px}"

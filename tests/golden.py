@@ -22,6 +22,7 @@ class Golden:
     audio: str | None = None
     video: str | tuple[str, ...] | None = None  # two clips: the comparison's "what is the difference?"
     follows: str | None = None  # the entry asked just before, in the same conversation (its history)
+    truth: str | None = None  # the right answer, where the shipped model's is wrong (the README says how often)
 
     def media(self) -> dict[str, Any]:
         """The entry's media as keyword arguments of `MMChat.chat` (absolute paths)."""
@@ -53,16 +54,24 @@ class Golden:
 GOLDEN: dict[str, Golden] = {
     "three_shapes": Golden("How many shapes are there?", "There are three shapes.", image="three_shapes.png"),
     "shapes_digit_zh": Golden("图中有几个形状？", "有两个形状。", image="shapes_digit.png"),
-    "three_beeps": Golden("How many beeps are there?", "There are three beeps.", audio="three_beeps.wav"),
+    "red_circle": Golden("What colour is the circle?", "It is red.", image="red_circle.png"),
+    "red_circle_shape": Golden("What shape is it?", "It is a circle.", image="red_circle.png"),
+    "red_circle_where": Golden("Where is the circle?", "It is at the centre.", image="red_circle.png"),
+    "red_circle_no_star": Golden("Is there a star?", "No, there is no star.", image="red_circle.png"),
+    "red_circle_small": Golden("Is the circle small?", "No, it is large.", image="red_circle.png"),
+    "three_beeps": Golden("How many beeps are there?", "There are two beeps.", audio="three_beeps.wav",
+                          truth="There are three beeps."),
     "three_beeps_pitch": Golden("And is the pitch low, medium or high?", "The pitch is high.",
                                 audio="three_beeps.wav", follows="three_beeps"),
+    "rising_sweep": Golden("Is the sweep rising or falling?", "It is rising.", audio="rising_sweep.wav"),
     "rising_sweep_zh": Golden("扫频音是上升还是下降？", "是上升的。", audio="rising_sweep.wav"),
-    "red_circle": Golden("What colour is the circle?", "It is red.", image="red_circle.png"),
-    "clip_motion": Golden("Which way does the circle move?", "It moves to the left.", video="red_circle_left_fast.mp4"),
+    "clip_motion": Golden("Which way does the circle move?", "It moves to the right.", video="red_circle_left_fast.mp4",
+                          truth="It moves to the left."),
     "clip_when": Golden("When does the beep sound?", "It sounds at the start.", video="red_circle_left_fast.mp4"),
     # `mm.compare_clips(left, right).difference` asks this of the two clips together.
     "compare_left_right": Golden(
         "What is the difference between the two clips?",
-        "In the first clip the shape moves to the left; in the second it moves to the right.",
-        video=("red_circle_left_fast.mp4", "red_circle_right_fast.mp4")),
+        "In the first clip the shape moves quickly; in the second it moves slowly.",
+        video=("red_circle_left_fast.mp4", "red_circle_right_fast.mp4"),
+        truth="In the first clip the shape moves to the left; in the second it moves to the right."),
 }

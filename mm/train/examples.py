@@ -64,8 +64,28 @@ def _caption_turn(record: Record, rng: np.random.Generator) -> tuple[str, str] |
     return prompts[int(rng.integers(len(prompts)))], caption
 
 
-def _synth_dialogue(extra: dict[str, Any], rng: np.random.Generator) -> list[tuple[str, str]] | None:
-    """A random dialogue from the synthetic world: a follow-up pair, or 1-3 questions in one language."""
+# Questions per synthetic dialogue. Stage 2 asks more per example (the media tokens and the prompt are paid
+# once per example) and draws each question's type first, so rare types (absent objects, relations, digits)
+# are trained as often as common ones; stage 0's text examples keep the first recipe's draw.
+TEXT_QUESTIONS = (1, 1, 2, 3)
+DIALOGUE_QUESTIONS = (2, 3, 4)
+
+
+def _pick_questions(pool: list[dict], n: int, by_type: bool, rng: np.random.Generator) -> list[dict]:
+    if not by_type:
+        return [pool[int(i)] for i in rng.choice(len(pool), size=n, replace=False)]
+    kinds: dict[str, list[dict]] = {}
+    for t in pool:
+        kinds.setdefault(t.get("type", ""), []).append(t)
+    names = sorted(kinds)
+    chosen = [names[int(i)] for i in rng.choice(len(names), size=min(n, len(names)), replace=False)]
+    return [kinds[k][int(rng.integers(len(kinds[k])))] for k in chosen]
+
+
+def _synth_dialogue(extra: dict[str, Any], rng: np.random.Generator, counts: tuple[int, ...] = TEXT_QUESTIONS,
+                    by_type: bool = False) -> list[tuple[str, str]] | None:
+    """A random dialogue from the synthetic world: a follow-up pair, or questions in one language
+    (how many: one of `counts`; `by_type`: each of a different type, types drawn uniformly)."""
     qa, dialogues = extra.get("qa", []), extra.get("dialogues", [])
     if dialogues and rng.random() < 0.3:
         d = dialogues[int(rng.integers(len(dialogues)))]
@@ -74,9 +94,8 @@ def _synth_dialogue(extra: dict[str, Any], rng: np.random.Generator) -> list[tup
         return None
     lang = "en" if rng.random() < 0.5 else "zh"
     pool = [t for t in qa if t["lang"] == lang] or qa
-    n = min(len(pool), int(rng.choice([1, 1, 2, 3])))
-    picks = rng.choice(len(pool), size=n, replace=False)
-    return [(pool[int(i)]["q"], pool[int(i)]["a"]) for i in picks]
+    n = min(len(pool), int(rng.choice(counts)))
+    return [(t["q"], t["a"]) for t in _pick_questions(pool, n, by_type, rng)]
 
 
 def make_example(record: Record, mode: Mode, rng: np.random.Generator) -> Example | None:
@@ -86,7 +105,8 @@ def make_example(record: Record, mode: Mode, rng: np.random.Generator) -> Exampl
         turn = _caption_turn(record, rng)
         return Example(record.id, media, [turn]) if turn else None
     if mode == "dialogue":
-        turns = _synth_dialogue(record.extra, rng) if record.extra.get("qa") else None
+        turns = (_synth_dialogue(record.extra, rng, DIALOGUE_QUESTIONS, by_type=True)
+                 if record.extra.get("qa") else None)
         if turns is None and record.conversations:
             turns = record.conversations[int(rng.integers(len(record.conversations)))]
         if (turns is None or rng.random() < 0.15) and record.captions:

@@ -90,8 +90,13 @@ def test_results_and_errors(decoder, tmp_path):
 def test_a_slow_call_is_cut_and_the_child_restarted(decoder, tmp_path):
     data = _clip(tmp_path / "long.mp4", frames=240)
     restarts = decoder.restarts
-    with pytest.raises(InputError, match="decoding took longer than 0.001 s"):
-        decoder.decode("video", data, timeout=0.001)  # far less than the transfer alone: the child is killed
+    # Far less than the transfer alone: the child is killed. Rarely the child's own deadline check answers
+    # within the parent's grace (a clear InputError, no restart): then ask again.
+    for _ in range(5):
+        with pytest.raises(InputError, match="decoding took longer than"):
+            decoder.decode("video", data, timeout=0.001)
+        if decoder.restarts > restarts:
+            break
     assert decoder.restarts == restarts + 1
     assert decoder.decode("video", data, frames=2).frames  # a fresh child (or the same one) answers
 

@@ -39,15 +39,20 @@ def test_mm_chat_answers_on_the_command_line():
     assert out.stdout.strip() == g.answer
 
 
-def test_held_out_accuracy_meets_the_targets(tmp_path):
-    manifest = write_split(tmp_path, "test", 40, 40, seed=HELD_OUT_SEED, workers=1, n_videos=20, n_pairs=10,
-                           phrasing="canonical", rendering="classic")
+def test_held_out_accuracy_guards_against_regressions(tmp_path):
+    """A fresh world (seen phrasing, the training renderer) from a seed the recipe never uses.
+
+    Measured on this split for the shipped model: image 60.6%, count 97.5%, absent objects answered as absent
+    75%, audio 98.8%, video 70.0%, the beep's timing in clips 100%. Audio meets issue 11's target; image and
+    video questions do not (see the README): these thresholds guard against regressions.
+    """
+    manifest = write_split(tmp_path, "test", 40, 40, seed=HELD_OUT_SEED, workers=1, n_videos=20, n_pairs=10)
     summary = evaluate(mm.load("mm-tiny"), manifest, captions=False, progress=False).summary()
-    # Audio meets its target (>= 90%). Image and video questions do not yet meet theirs (the shipped model
-    # measures about 71% and 69%, see the README): these guard against regressions.
-    assert summary["audio"]["all"] >= 0.90, summary["audio"]
+    assert summary["audio"]["all"] >= 0.95, summary["audio"]
     assert abs(summary["audio"]["en"] - summary["audio"]["zh"]) <= 0.05, summary["audio"]
-    assert summary["image"]["all"] >= 0.60, summary["image"]
+    assert summary["image"]["all"] >= 0.55, summary["image"]
+    assert abs(summary["image"]["en"] - summary["image"]["zh"]) <= 0.06, summary["image"]
     assert summary["by_type"]["count"]["all"] >= 0.90, summary["by_type"]["count"]
-    assert summary["video"]["all"] >= 0.55, summary["video"]
+    assert summary["absent_rate"]["all"] >= 0.65, summary["absent_rate"]
+    assert summary["video"]["all"] >= 0.62, summary["video"]
     assert summary["by_type"]["when"]["all"] >= 0.90, summary["by_type"]["when"]

@@ -14,8 +14,8 @@ def test_two_images_and_one_audio_land_in_their_slots(tiny):
     image_embeds = model.embed_media("image", batch_inputs(model, "image", items[:2]))
     audio_embeds = model.embed_media("audio", batch_inputs(model, "audio", items[2:]))
     embeds = [*image_embeds, *audio_embeds]
-    q = model.config.image_qformer.num_queries
-    assert [e.shape for e in embeds] == [(q, 256)] * 3
+    q, qa = model.config.image_qformer.num_queries, model.config.audio_qformer.num_queries
+    assert [e.shape for e in embeds] == [(q, 256)] * 2 + [(qa, 256)]
 
     placeholders = [model.media_token_ids[p.modality] for p in items]
     ids, _ = build_prompt(tiny.tokenizer, tiny.template, [("Compare the two pictures with the sound.", None)],
@@ -27,7 +27,7 @@ def test_two_images_and_one_audio_land_in_their_slots(tiny):
 
     table = model.llm.get_input_embeddings().weight
     media_pos = [i for i, t in enumerate(ids) if t in model.media_token_ids.values()]
-    assert len(media_pos) == 3 * q
+    assert len(media_pos) == 2 * q + qa
     torch.testing.assert_close(spliced[media_pos], torch.cat(embeds))
     # Image 1, image 2 and the audio clip in prompt order.
     torch.testing.assert_close(spliced[media_pos[q:2 * q]], image_embeds[1])
