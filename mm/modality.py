@@ -21,6 +21,7 @@ clip's sound track becomes an item of its `audio` peer, placed right after the c
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
 import json
@@ -96,7 +97,7 @@ class ModalityParts:
     qformer_label: str = "Q-Former"
 
 
-class Modality:
+class Modality(abc.ABC):
     """Base of the per-kind objects; see the module doc. Subclasses set `name` and `extensions`."""
 
     name: ClassVar[str]
@@ -116,9 +117,9 @@ class Modality:
         self.peers = peers  # the model's modalities by name (video reads through image and audio)
 
     @classmethod
+    @abc.abstractmethod
     def build_parts(cls, config: MMConfig, llm_width: int, encoder: FrozenEncoder | None = None) -> ModalityParts:
         """Encoder (unless given prebuilt), Q-Former and projection of this modality for `config`."""
-        raise NotImplementedError
 
     # -- parts ------------------------------------------------------------------------------------
 
@@ -144,9 +145,9 @@ class Modality:
         """D: the width of the bridge outputs before projection."""
         return self.qformer.config.hidden_size
 
+    @abc.abstractmethod
     def preprocessing(self) -> list[list[Any]]:
         """What turns a source into encoder input, as JSON-able values (part of `cache_fingerprint`)."""
-        raise NotImplementedError
 
     def cache_fingerprint(self) -> str:
         """Hash of what determines this modality's encoder features (encoder identity, preprocessing,
@@ -168,9 +169,9 @@ class Modality:
     def fingerprint(self, data: torch.Tensor) -> str:
         return fingerprint(self.name, data)
 
+    @abc.abstractmethod
     def _load(self, item: Any, limits: Limits | None, deadline: float | None) -> torch.Tensor:
         """One item -> the data of its first model item; `limits` None: only the loaders' own defaults."""
-        raise NotImplementedError
 
     def prepare(self, item: Any, limits: Limits = DEFAULT_LIMITS, deadline: float | None = None) -> list[Prepared]:
         """One user item -> the model items it becomes (a video with sound gives two).
@@ -191,7 +192,10 @@ class Modality:
 
     @classmethod
     def check_header(cls, data: bytes, limits: Limits, name: str) -> None:
-        """Refuse an upload from its header alone, before any work is queued (images: the pixel count)."""
+        """Refuse an upload from its header alone, before any work is queued (images: the pixel count).
+
+        By default nothing is refused here: kinds decoded in the child process are checked there."""
+        return None
 
     def child_options(self) -> dict[str, Any]:
         """Keywords of `DecodeProcess.decode` that decode this kind as this model reads it."""
@@ -201,20 +205,21 @@ class Modality:
 
     def pretrain_input(self, source: Any) -> torch.Tensor:
         """A training file -> one input of the encoder being pretrained (stacked into a batch)."""
-        raise NotImplementedError(f"the {self.name} modality has no encoder of its own to pretrain")
+        raise ValueError(f"the {self.name} modality has no encoder of its own to pretrain")
 
     def pretrain_tokens(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, ...) stacked `pretrain_input`s -> (B, N, De) encoder tokens, with gradients."""
-        raise NotImplementedError(f"the {self.name} modality has no encoder of its own to pretrain")
+        raise ValueError(f"the {self.name} modality has no encoder of its own to pretrain")
 
+    @abc.abstractmethod
     def collate(self, items: Sequence[Prepared], device: torch.device | str | None = None) -> MediaBatch:
         """Prepared items of this modality -> the encoder's batch input, on `device`."""
-        raise NotImplementedError
 
     # -- forward ----------------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def encode(self, inputs: MediaBatch) -> EncoderOutput:
-        raise NotImplementedError
+        """The frozen encoder over a collated batch: states, mask, valid tokens per item."""
 
     def bridge(self, states: torch.Tensor, mask: torch.Tensor | None, valid: list[int]) -> list[torch.Tensor]:
         """Q-Former over encoder states -> one (Q_i, D) tensor per item (the trainable path)."""

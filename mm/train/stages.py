@@ -49,8 +49,10 @@ def pretrain_lm(chat: MMChat, records: list[Record], cfg: TrainConfig, out: Path
 def pretrain_encoder(chat: MMChat, records: list[Record], modality: str, cfg: TrainConfig, out: Path, *,
                      resume: bool = True, accelerator: Accelerator | None = None) -> dict:
     model = chat.model
-    encoder = model.encoders[modality]  # its own encoder (KeyError for video, which reads through image's)
     reader = model.modality(modality)
+    if modality not in model.encoders:  # video reads through the image encoder
+        raise ValueError(f"the {modality} modality has no encoder of its own to pretrain")
+    encoder = model.encoders[modality]
     model.requires_grad_(False)
     acc = accelerator or make_accelerator(cfg.mixed_precision)
     text = TextTower(len(chat.tokenizer))

@@ -65,8 +65,17 @@ def test_stage0_inputs_and_tokens_are_the_encoders_own(video_model, files):
     mel = audio.pretrain_input(wav)
     assert torch.equal(mel, log_mel(load_audio(wav, enc.sample_rate), enc.n_mels, enc.window_frames))
     assert torch.equal(audio.pretrain_tokens(mel[None]), enc.model(mel[None]).last_hidden_state)
-    with pytest.raises(NotImplementedError, match="video modality has no encoder of its own"):
+    with pytest.raises(ValueError, match="video modality has no encoder of its own"):
         model.modalities["video"].pretrain_input(png)
+
+
+def test_pretraining_the_video_encoder_is_a_clear_error(video_model, tmp_path):
+    """Clips read through the image encoder: stage 0 is asked of `image`, and `video` says so."""
+    from mm.train.stages import pretrain_encoder
+    from mm.train.trainer import TrainConfig
+
+    with pytest.raises(ValueError, match="video modality has no encoder of its own to pretrain"):
+        pretrain_encoder(video_model, [], "video", TrainConfig(steps=1), tmp_path)
 
 
 def test_stage0_objective_keeps_its_parameter_names(video_model):
