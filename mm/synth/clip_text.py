@@ -5,6 +5,8 @@ Questions come from the grammar (`mm.synth.grammar`) in a phrasing set; answers 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from mm.prompt import COMPARE_PROMPTS  # noqa: F401 - the product's question, named here for the world's tests
@@ -24,6 +26,21 @@ def caption_clip(clip: Clip, lang: str) -> str:
                 f"A {clip.pitch} beep sounds {_WHEN_EN[clip.when]}.")
     return (f"一个{COLOURS[clip.colour][0]}{SHAPES[clip.shape]}{_SPEED_ZH[clip.speed]}{MOTIONS[clip.motion]}移动。"
             f"{WHEN[clip.when]}有一声{PITCHES[clip.pitch][0]}音哔声。")
+
+
+# What a counterfactual caption may change, with the values it may take.
+_COUNTERFACTUAL = {"motion": MOTIONS, "speed": SPEEDS, "colour": COLOURS, "shape": SHAPES, "pitch": PITCHES,
+                   "when": WHEN}
+
+
+def counterfactual_captions(clip: Clip, lang: str, attributes: tuple[str, ...] = ("motion", "speed")) -> list[str]:
+    """The clip's caption with one of `attributes` changed to each other value: captions that are wrong
+    about exactly one thing (hard negatives for contrastive training; motion 3 + speed 1 by default)."""
+    unknown = [a for a in attributes if a not in _COUNTERFACTUAL]
+    if unknown:
+        raise ValueError(f"unknown clip attribute {unknown[0]!r}; one of {', '.join(_COUNTERFACTUAL)}")
+    return [caption_clip(dataclasses.replace(clip, **{a: v}), lang)
+            for a in attributes for v in _COUNTERFACTUAL[a] if v != getattr(clip, a)]
 
 
 def _clip_ref(clip: Clip, lang: str, rng: np.random.Generator | None, phrasing: Phrasing) -> str:

@@ -8,14 +8,20 @@ through a frozen LLM's loss stays nearly image-independent (measured on mm-tiny:
 pictures had cosine similarity 0.99 after stage 1, and the LLM could not tell colours or positions
 apart). Here each item's Q outputs are projected, mean-pooled and matched against a small text tower
 (thrown away afterwards) with open_clip's loss; encoder features come from the feature cache.
+
+Where the modality has hard negatives (`mm.train.hard_negatives`: for clips, the caption with the motion or
+the speed changed), each item's embedding must also pick its caption out of its own K wrong ones: a second
+cross-entropy over [caption, negatives], added to the CLIP loss (NegCLIP).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
 from mm.collate import pad_and_mask
@@ -23,6 +29,7 @@ from mm.model import MMModel
 from mm.train.contrastive import ContrastiveHead, TextTower
 from mm.train.examples import media_key
 from mm.train.features import FeatureCache
+from mm.train.hard_negatives import HARD_NEGATIVES, NegativeCaptions, caption_languages
 from mm.train.sources import Record
 
 
@@ -37,7 +44,34 @@ class BridgeContrastive(ContrastiveHead):
     def forward(self, batch: BridgePairBatch) -> torch.Tensor:
         outs = self.model.bridge(self.modality, batch.states, batch.mask, batch.valid)  # B x (Q_i, Dq)
         media = torch.stack([self.media_proj(o).mean(0) for o in outs])  # (B, E)
-        return self.contrast(media, batch.ids, batch.text_mask)
+        loss = self.contrast(media, batch.ids, batch.text_mask)
+        if batch.negatives is not None:
+            loss = loss + self.hard_negative_loss(media, batch)
+        return loss
+
+    def hard_negative_loss(self, media: torch.Tensor, batch: BridgePairBatch) -> torch.Tensor:
+        """Cross-entropy of each item's caption against its own K negatives (absent ones masked out)."""
+        assert batch.negatives is not None
+        b, k = batch.negatives.valid.shape
+        texts = F.normalize(torch.cat([self.text(batch.ids, batch.text_mask),
+                                       self.text(batch.negatives.ids, batch.negatives.mask)]), dim=-1)
+        pos, neg = texts[:b], texts[b:].reshape(b, k, -1)  # (B, E), (B, K, E)
+        m = F.normalize(media, dim=-1)
+        scale = self.logit_scale.clamp(max=math.log(100)).exp()
+        logits = scale * torch.cat([(m * pos).sum(-1, keepdim=True), torch.einsum("be,bke->bk", m, neg)], 1)
+        logits = logits.masked_fill(~torch.cat([batch.negatives.valid.new_ones(b, 1), batch.negatives.valid], 1),
+                                    float("-inf"))
+        return F.cross_entropy(logits.float(), torch.zeros(b, dtype=torch.long, device=logits.device))
+
+
+@dataclass
+class NegativeCaptionBatch:
+    ids: torch.Tensor  # (B*K, L) negative caption tokens, item-major
+    mask: torch.Tensor  # (B*K, L) bool
+    valid: torch.Tensor  # (B, K) bool: False where an item has fewer than K negatives
+
+    def to(self, device: torch.device) -> NegativeCaptionBatch:
+        return NegativeCaptionBatch(self.ids.to(device), self.mask.to(device), self.valid.to(device))
 
 
 @dataclass
@@ -47,10 +81,12 @@ class BridgePairBatch:
     valid: list[int]  # real tokens per item
     ids: torch.Tensor  # (B, L) caption tokens
     text_mask: torch.Tensor  # (B, L) bool
+    negatives: NegativeCaptionBatch | None = None  # hard negatives, where the modality has them
 
     def to(self, device: torch.device) -> BridgePairBatch:
         return BridgePairBatch(self.states.to(device), self.mask.to(device), self.valid, self.ids.to(device),
-                               self.text_mask.to(device))
+                               self.text_mask.to(device),
+                               None if self.negatives is None else self.negatives.to(device))
 
     @property
     def num_tokens(self) -> int:
@@ -58,12 +94,14 @@ class BridgePairBatch:
 
 
 class BridgePairDataset:
-    """(cache key, caption) for records whose first media item is `modality`; language drawn per epoch."""
+    """(features, caption, hard negatives) for records whose only media item is `modality`; the caption's
+    language is drawn per epoch, and its negatives (`HARD_NEGATIVES[modality]`, if any) are in the same one."""
 
-    def __init__(self, records: list[Record], cache: FeatureCache, modality: str, seed: int = 0) -> None:
-        self.items = [(media_key(r, 0), r.captions) for r in records
-                      if r.captions and len(r.media) == 1 and r.media[0][0] == modality]
-        self.items = [(k, c) for k, c in self.items if k in cache]
+    def __init__(self, records: list[Record], cache: FeatureCache, modality: str, seed: int = 0,
+                 negatives: NegativeCaptions | None = None) -> None:
+        self.items = [r for r in records if r.captions and len(r.media) == 1 and r.media[0][0] == modality
+                      and media_key(r, 0) in cache]
+        self.negatives = negatives if negatives is not None else HARD_NEGATIVES.get(modality)
         self.cache = cache
         self.seed = seed
         self.epoch = 0
@@ -74,10 +112,13 @@ class BridgePairDataset:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        key, captions = self.items[i]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str, list[str]]:
+        record = self.items[i]
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        return self.cache.get(key), captions[int(rng.integers(len(captions)))]
+        c = int(rng.integers(len(record.captions)))
+        lang = caption_languages(record)[c]
+        negatives = self.negatives(record, lang) if self.negatives is not None and lang is not None else []
+        return self.cache.get(media_key(record, 0)), record.captions[c], negatives
 
 
 class BridgePairCollator:
@@ -85,9 +126,21 @@ class BridgePairCollator:
         self.tokenizer = tokenizer
         self.max_len = max_len
 
-    def __call__(self, items: list[tuple[torch.Tensor, str]]) -> BridgePairBatch:
-        states, mask = pad_and_mask([f for f, _ in items])  # (B, N, D), (B, N)
-        enc = self.tokenizer([c for _, c in items], padding=True, truncation=True, max_length=self.max_len,
-                             return_tensors="pt", add_special_tokens=False)
-        return BridgePairBatch(states, mask, [f.shape[0] for f, _ in items], enc["input_ids"],
-                               enc["attention_mask"].bool())
+    def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_len, return_tensors="pt",
+                             add_special_tokens=False)
+        return enc["input_ids"], enc["attention_mask"].bool()
+
+    def __call__(self, items: list[tuple[torch.Tensor, str, list[str]]]) -> BridgePairBatch:
+        states, mask = pad_and_mask([f for f, _, _ in items])  # (B, N, D), (B, N)
+        ids, text_mask = self._encode([c for _, c, _ in items])
+        k = max(len(n) for _, _, n in items)
+        negatives = None
+        if k:
+            # Missing negatives are filled with the item's own caption (never empty: an all-padding row would
+            # make the text tower's attention NaN) and masked out of the loss by `valid`.
+            padded = [n + [c] * (k - len(n)) for _, c, n in items]
+            valid = torch.tensor([[j < len(n) for j in range(k)] for _, _, n in items])
+            neg_ids, neg_mask = self._encode([t for n in padded for t in n])
+            negatives = NegativeCaptionBatch(neg_ids, neg_mask, valid)
+        return BridgePairBatch(states, mask, [f.shape[0] for f, _, _ in items], ids, text_mask, negatives)
