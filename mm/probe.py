@@ -79,6 +79,7 @@ def scene_source(renderer: Renderer = "train", single: bool = True,
 class ProbeData:
     features: torch.Tensor  # (B, N, D) float32, frozen encoder tokens
     labels: dict[str, torch.Tensor]  # attribute -> (B,) class indices
+    classes: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: dict(ATTRIBUTES))
 
 
 def encode_scenes(encoder: nn.Module, n: int, seed: int, renderer: Renderer = "train", batch_size: int = 64,
@@ -158,7 +159,7 @@ def fit_probe(train: ProbeData, pool: Pool = "linear", steps: int = 600, batch_s
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         _, n_tokens, width = train.features.shape
-        probe = AttributeProbe(width, n_tokens, {k: len(c) for k, c in ATTRIBUTES.items()}, pool)
+        probe = AttributeProbe(width, n_tokens, {k: len(c) for k, c in train.classes.items()}, pool)
     opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
     n = train.features.shape[0]

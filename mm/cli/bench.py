@@ -3,7 +3,8 @@
 random-weight VisualGLM-6B in the published SAT layout, about 15.6 GB, loaded in bf16 and int4) and `serve`
 (concurrent clients against a `mm serve` process: requests/s, latency, 429s, 5xx, memory before and after)
 and `probe` (a probe trained on the frozen image encoder's tokens of single-shape scenes: held-out accuracy
-of shape, position, colour and size, what a bridge could read at best) and `chat` (time to first token of
+of shape, position, colour and size, what a bridge could read at best) and `probe-video` (the same for
+clips' motion and speed, read from the video path before and after the temporal Q-Former) and `chat` (time to first token of
 the follow-ups of a 5-turn image+audio conversation, the engine's prefix cache against prefilling the whole
 history every turn, with identical greedy answers).
 
@@ -18,6 +19,7 @@ Examples:
   mm bench serve --json --requests 1000 --clients 8 --max-tokens 8
   mm bench probe --json                                   # the --model's image encoder
   mm bench probe --json --encoder tiny-convvit --image-encoder runs/enc.safetensors --renderers train alt
+  mm bench probe-video --json --clips 2000 --test-clips 500
   mm bench chat --json --repeats 7 --threads 1
 """
 
@@ -34,7 +36,8 @@ def main(argv: list[str]) -> int:
     from mm.bench import bench_caption, bench_compare, bench_qformer, machine
 
     p = parser("bench", __doc__)
-    p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize", "serve", "probe", "chat"])
+    p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize", "serve", "probe", "probe-video",
+                                     "chat"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--items", type=int, default=64, help="caption: images to caption")
     p.add_argument("--batch-size", type=int, default=16, help="caption: batch size")
@@ -64,7 +67,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--pool", default="linear", choices=["linear", "attention", "mean"],
                    help="probe: how the probe reads the tokens (see mm.probe.AttributeProbe)")
     p.add_argument("--probe-steps", type=positive_int, default=600, help="probe: optimizer steps")
-    p.add_argument("--seed", type=int, default=0, help="probe: seed of the scenes and the probe")
+    p.add_argument("--clips", type=positive_int, default=2000, help="probe-video: training clips")
+    p.add_argument("--test-clips", type=positive_int, default=500, help="probe-video: held-out clips")
+    p.add_argument("--seed", type=int, default=0, help="probe, probe-video: seed of the scenes or clips and the probe")
     p.add_argument("--chat-tokens", type=positive_int, default=32, help="chat: max_new_tokens of every turn")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="chat: torch threads (default: torch's; 1 gives steadier figures on a busy machine)")
@@ -74,6 +79,8 @@ def main(argv: list[str]) -> int:
         return _chat(p, args)
     if args.name == "probe":
         return _probe(p, args)
+    if args.name == "probe-video":
+        return _probe_video(p, args)
     if args.name == "serve":  # starts `mm serve` in a subprocess; this process loads no model
         from mm.bench_serve import bench_serve
 
@@ -142,6 +149,20 @@ def _probe(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         p.error(str(e))
     result = {"bench": "probe", "model": None if args.encoder else args.model, "encoder": name,
               "weights": args.image_encoder, "machine": machine(), **result}
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
+def _probe_video(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from mm.bench import machine
+    from mm.probe_video import probe_clips
+
+    chat = load_model(args)
+    if "video" not in chat.model.config.modalities:
+        p.error(f"--model {args.model}: the model has no video input")
+    result = probe_clips(chat.model, n_train=args.clips, n_test=args.test_clips, seed=args.seed, pool=args.pool,
+                         steps=args.probe_steps)
+    result = {"bench": "probe-video", "model": args.model, "machine": machine(), **result}
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 
