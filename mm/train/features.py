@@ -5,11 +5,17 @@ Shape letters: N valid encoder tokens of one item, D encoder width.
 The cache directory is named by a fingerprint of the encoder (registry name, options, a hash of its
 weights) and of the preprocessing (image size and normalisation, or mel bins and window), so changing
 either starts a fresh cache instead of silently reusing stale features. Items whose media cannot be
-read are recorded as bad, logged and counted, and skipped by training.
+read are recorded as bad (by media key), logged and counted, and skipped by training.
+
+Callers name items by media key (`mm.train.examples.media_key`: a file's path, `path#audio` for a clip's
+sound track, or `id#k` for in-memory media); the index stores a file's features under a digest of its
+bytes, so a data set that is moved, renamed or copied (a run continued under another directory) keeps its
+features instead of being encoded again. An index written by keys (version 1) is re-keyed on opening.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,6 +36,13 @@ from mm.train.examples import TRACK
 logger = logging.getLogger(__name__)
 
 SHARD_ITEMS = 2048
+INDEX_VERSION = 2  # "where" keyed by content digest for files (1: by media key)
+
+
+def file_digest(path: str) -> str:
+    """A digest of the file's bytes (BLAKE2b, 128 bits)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
 def fingerprint(model: MMModel, modality: str) -> str:
@@ -46,13 +59,29 @@ class FeatureCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.index_file = self.dir / "index.json"
         index = json.loads(self.index_file.read_text()) if self.index_file.exists() else {}
-        self.where: dict[str, str] = index.get("where", {})  # key -> shard file name
-        self.bad: dict[str, str] = index.get("bad", {})  # key -> why it could not be read
+        self._digests: dict[str, str] = {}  # media key -> index key, computed once per process
+        self.where: dict[str, str] = index.get("where", {})  # index key (see `_index_key`) -> shard:tensor
+        self.bad: dict[str, str] = index.get("bad", {})  # media key -> why it could not be read
         self._handles: dict[str, Any] = {}
+        if self.where and index.get("version", 1) < INDEX_VERSION:
+            self.where = {self._index_key(k): v for k, v in self.where.items()}
+            self._save_index()
+            logger.info("feature cache %s: re-keyed %d items by content", self.dir, len(self.where))
+
+    def _index_key(self, key: str) -> str:
+        """The media key's features are stored under: for a file, a digest of its bytes (a clip's sound track:
+        with `TRACK` after it); anything else (in-memory media, a file that is gone) under the key itself."""
+        if key not in self._digests:
+            path, suffix = (key[: -len(TRACK)], TRACK) if key.endswith(TRACK) else (key, "")
+            try:
+                self._digests[key] = f"b2:{file_digest(path)}{suffix}" if os.path.isfile(path) else key
+            except OSError:
+                self._digests[key] = key
+        return self._digests[key]
 
     def _save_index(self) -> None:
         tmp = self.index_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"where": self.where, "bad": self.bad}))
+        tmp.write_text(json.dumps({"version": INDEX_VERSION, "where": self.where, "bad": self.bad}))
         os.replace(tmp, self.index_file)
 
     def _prepare(self, source: Any) -> torch.Tensor:
@@ -63,7 +92,7 @@ class FeatureCache:
     @torch.no_grad()
     def build(self, items: Iterable[tuple[str, Any]], batch_size: int = 64, total: int | None = None) -> int:
         """Compute features for every (key, source) not yet cached; returns how many were added."""
-        todo = ((k, s) for k, s in items if k not in self.where and k not in self.bad)
+        todo = ((k, s) for k, s in items if k not in self and k not in self.bad)
         shard: dict[str, torch.Tensor] = {}
         batch: list[tuple[str, torch.Tensor]] = []
         added = 0
@@ -90,7 +119,7 @@ class FeatureCache:
             save_file({f"t{i}": t for i, t in enumerate(shard.values())}, str(tmp))
             os.replace(tmp, self.dir / name)
             for i, k in enumerate(shard):
-                self.where[k] = f"{name}:t{i}"
+                self.where[self._index_key(k)] = f"{name}:t{i}"
             shard.clear()
             self._save_index()
 
@@ -111,11 +140,11 @@ class FeatureCache:
         return added
 
     def __contains__(self, key: str) -> bool:
-        return key in self.where
+        return self._index_key(key) in self.where
 
     def get(self, key: str) -> torch.Tensor:
-        """(N, D) float16 features of one item."""
-        shard, name = self.where[key].split(":")
+        """(N, D) float16 features of the item with media key `key`."""
+        shard, name = self.where[self._index_key(key)].split(":")
         if shard not in self._handles:
             self._handles[shard] = safe_open(str(self.dir / shard), framework="pt")
         return self._handles[shard].get_tensor(name)

@@ -1,6 +1,7 @@
 """Feature cache, trainer, resume and stages on a small synthetic world with the tiny model."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -45,6 +46,36 @@ def test_feature_cache_matches_the_encoder_and_counts_bad_files(world, tmp_path)
     with torch.no_grad():
         chat.model.encoders["image"].model.patch_embed.proj.weight.add_(1.0)
     assert FeatureCache(tmp_path, chat.model, "image").dir != image.dir
+
+
+def test_feature_cache_follows_content_when_the_world_moves(world, tmp_path):
+    records, root = world
+    chat = fresh()
+    caches = build_caches(chat, records, tmp_path / "f")
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    moved_records = list(read_jsonl(moved / "train.jsonl"))
+    assert moved_records[0].media[0][1] != records[0].media[0][1]  # other paths, same bytes
+    again = build_caches(chat, moved_records, tmp_path / "f")
+    for m, cache in again.items():
+        assert len(cache.where) == len(caches[m].where)  # nothing encoded again
+    key, old_key = moved_records[0].media[0][1], records[0].media[0][1]
+    assert torch.equal(again["image"].get(key), caches["image"].get(old_key))
+    # A clip's sound track is kept under the clip file's digest; in-memory media under their own key.
+    assert again["audio"]._index_key(key + "#audio") == again["image"]._index_key(key) + "#audio"
+    assert again["image"]._index_key("rec-7#0") == "rec-7#0"
+    # A file whose bytes changed is not served stale features.
+    (moved / "train/images/000000.png").write_bytes((root / "train/images/000001.png").read_bytes())
+    fresh_cache = FeatureCache(tmp_path / "f", chat.model, "image")
+    assert torch.equal(fresh_cache.get(moved_records[0].media[0][1]), caches["image"].get(records[1].media[0][1]))
+    # An index written by media key (version 1) is re-keyed by content when opened.
+    index = json.loads(fresh_cache.index_file.read_text())
+    by_key = {r.media[0][1]: caches["image"].where[fresh_cache._index_key(r.media[0][1])]
+              for r in records if r.media and r.media[0][0] == "image" and r.media[0][1] in caches["image"]}
+    fresh_cache.index_file.write_text(json.dumps({"where": by_key, "bad": index["bad"]}))
+    reopened = FeatureCache(tmp_path / "f", chat.model, "image")
+    assert json.loads(reopened.index_file.read_text())["version"] == 2
+    assert torch.equal(reopened.get(old_key), caches["image"].get(old_key))
 
 
 def _cfg(**kw):
