@@ -42,8 +42,8 @@ def clip_pixels(model: MMModel, n: int, seed: int) -> tuple[list[torch.Tensor], 
     pixels, labels = [], {k: [] for k in CLIP_ATTRIBUTES}
     for _ in range(n):
         clip = sample_clip(rng)
-        frames = render_frames(clip, rng=rng)
-        pixels.append(video.frames([Image.fromarray(frames[i]) for i in picks]))
+        frames = render_frames(clip, rng=rng, indices=picks)
+        pixels.append(video.frames([Image.fromarray(f) for f in frames]))
         for k, classes in CLIP_ATTRIBUTES.items():
             labels[k].append(classes.index(getattr(clip, k)))
     return pixels, labels

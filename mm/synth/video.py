@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,15 +127,19 @@ def variant(clip: Clip, attribute: str, rng: np.random.Generator) -> Clip:
     return out
 
 
-def render_frames(clip: Clip, fps: int = FPS, rng: np.random.Generator | None = None) -> list[np.ndarray]:
-    """(H, W, 3) uint8 frames; `rng` adds faint per-frame sensor noise to varied clips."""
+def render_frames(clip: Clip, fps: int = FPS, rng: np.random.Generator | None = None,
+                  indices: Sequence[int] | None = None) -> list[np.ndarray]:
+    """(H, W, 3) uint8 frames; `rng` adds faint per-frame sensor noise to varied clips. `indices`: only
+    those frames (of the `SECONDS * fps`), in that order (varied clips only)."""
     if clip.classic:
+        if indices is not None:
+            raise ValueError("indices: classic clips are rendered whole")
         return _render_classic(clip, fps)
     side = CANVAS * SUPERSAMPLE
     r = clip.radius * side
     fill = _shaded(COLOURS[clip.colour][1], clip.shade)
     frames = []
-    for k in range(int(SECONDS * fps)):
+    for k in range(int(SECONDS * fps)) if indices is None else indices:
         img = Image.new("RGB", (side, side), tuple(clip.background))  # a list when read back from JSON
         draw = ImageDraw.Draw(img)
         fx, fy = clip.path((k + 0.5) / fps)
