@@ -59,8 +59,7 @@ GOLDEN: dict[str, Golden] = {
     "red_circle_where": Golden("Where is the circle?", "It is at the centre.", image="red_circle.png"),
     "red_circle_no_star": Golden("Is there a star?", "No, there is no star.", image="red_circle.png"),
     "red_circle_small": Golden("Is the circle small?", "No, it is large.", image="red_circle.png"),
-    "three_beeps": Golden("How many beeps are there?", "There are two beeps.", audio="three_beeps.wav",
-                          truth="There are three beeps."),
+    "three_beeps": Golden("How many beeps are there?", "There are three beeps.", audio="three_beeps.wav"),
     "three_beeps_pitch": Golden("And is the pitch low, medium or high?", "The pitch is high.",
                                 audio="three_beeps.wav", follows="three_beeps"),
     "rising_sweep": Golden("Is the sweep rising or falling?", "It is rising.", audio="rising_sweep.wav"),
@@ -71,7 +70,7 @@ GOLDEN: dict[str, Golden] = {
     # `mm.compare_clips(left, right).difference` asks this of the two clips together.
     "compare_left_right": Golden(
         "What is the difference between the two clips?",
-        "In the first clip the shape moves quickly; in the second it moves slowly.",
+        "In the first clip the shape is red; in the second it is red.",
         video=("red_circle_left_fast.mp4", "red_circle_right_fast.mp4"),
         truth="In the first clip the shape moves to the left; in the second it moves to the right."),
 }
