@@ -16,7 +16,6 @@ cross-entropy over [caption, negatives], added to the CLIP loss (NegCLIP).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,21 +43,23 @@ class BridgeContrastive(ContrastiveHead):
     def forward(self, batch: BridgePairBatch) -> torch.Tensor:
         outs = self.model.bridge(self.modality, batch.states, batch.mask, batch.valid)  # B x (Q_i, Dq)
         media = torch.stack([self.media_proj(o).mean(0) for o in outs])  # (B, E)
-        loss = self.contrast(media, batch.ids, batch.text_mask)
+        text = self.text(batch.ids, batch.text_mask)  # (B, E), shared by both terms
+        loss = self.contrast(media, batch.ids, batch.text_mask, text)
         if batch.negatives is not None:
-            loss = loss + self.hard_negative_loss(media, batch)
+            loss = loss + self.hard_negative_loss(media, batch, text)
         return loss
 
-    def hard_negative_loss(self, media: torch.Tensor, batch: BridgePairBatch) -> torch.Tensor:
-        """Cross-entropy of each item's caption against its own K negatives (absent ones masked out)."""
+    def hard_negative_loss(self, media: torch.Tensor, batch: BridgePairBatch,
+                           text: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of each item's caption against its own K negatives (absent ones masked out);
+        `text`: the captions' text-tower embeddings, if computed already."""
         assert batch.negatives is not None
         b, k = batch.negatives.valid.shape
-        texts = F.normalize(torch.cat([self.text(batch.ids, batch.text_mask),
-                                       self.text(batch.negatives.ids, batch.negatives.mask)]), dim=-1)
-        pos, neg = texts[:b], texts[b:].reshape(b, k, -1)  # (B, E), (B, K, E)
+        text = self.text(batch.ids, batch.text_mask) if text is None else text
+        pos = F.normalize(text, dim=-1)  # (B, E)
+        neg = F.normalize(self.text(batch.negatives.ids, batch.negatives.mask), dim=-1).reshape(b, k, -1)  # (B, K, E)
         m = F.normalize(media, dim=-1)
-        scale = self.logit_scale.clamp(max=math.log(100)).exp()
-        logits = scale * torch.cat([(m * pos).sum(-1, keepdim=True), torch.einsum("be,bke->bk", m, neg)], 1)
+        logits = self.scale() * torch.cat([(m * pos).sum(-1, keepdim=True), torch.einsum("be,bke->bk", m, neg)], 1)
         logits = logits.masked_fill(~torch.cat([batch.negatives.valid.new_ones(b, 1), batch.negatives.valid], 1),
                                     float("-inf"))
         return F.cross_entropy(logits.float(), torch.zeros(b, dtype=torch.long, device=logits.device))

@@ -65,11 +65,16 @@ class ContrastiveHead(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.loss = ClipLoss(gather_with_grad=world_size > 1, rank=rank, world_size=world_size)
 
-    def contrast(self, media: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The loss of (B, E) projected media against the captions' (B, L) ids and mask."""
-        text = self.text(ids, mask)
-        scale = self.logit_scale.clamp(max=math.log(100)).exp()
-        return self.loss(F.normalize(media, dim=-1), F.normalize(text, dim=-1), scale)
+    def contrast(self, media: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                 text: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of (B, E) projected media against the captions' (B, L) ids and mask (or their (B, E)
+        text-tower embeddings `text`, where the caller has them already)."""
+        text = self.text(ids, mask) if text is None else text
+        return self.loss(F.normalize(media, dim=-1), F.normalize(text, dim=-1), self.scale())
+
+    def scale(self) -> torch.Tensor:
+        """The learnt logit scale, capped at 100 (CLIP's)."""
+        return self.logit_scale.clamp(max=math.log(100)).exp()
 
 
 class ContrastiveObjective(ContrastiveHead):
