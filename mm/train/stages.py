@@ -110,19 +110,28 @@ def build_caches(chat: MMChat, records: list[Record], root: Path, batch_size: in
 
 
 def train_bridge(chat: MMChat, records: list[Record], caches: dict[str, FeatureCache], cfg: TrainConfig, out: Path,
-                 *, mode: str, lora: bool = False, lora_r: int = 8, full_llm: bool = False, resume: bool = True,
+                 *, mode: str, lora: bool = False, lora_r: int = 8, full_llm: bool = False,
+                 frozen_qformers: tuple[str, ...] = (), resume: bool = True,
                  accelerator: Accelerator | None = None) -> dict:
     """Stage 1 (`mode="caption"`) or stage 2 (`mode="dialogue"`, usually with `lora=True`).
 
     `full_llm=True` trains every LLM weight with the bridge instead of adapters: affordable only for
     small LLMs (the tiny recipe), where adapters of a 256-wide model are too narrow to learn to read media.
+    `frozen_qformers` names modalities whose Q-Former keeps its stage-1a weights (their projections still
+    train): the LM loss can wash out what the contrastive stage taught, as it did motion in clips.
     """
     model = chat.model
     if lora and full_llm:
         raise ValueError("choose one of lora=True and full_llm=True")
+    unknown = sorted(set(frozen_qformers) - set(model.qformers))
+    if unknown:
+        raise ValueError(f"frozen_qformers names no Q-Former of this model: {', '.join(unknown)} "
+                         f"(it has {', '.join(sorted(model.qformers))})")
     if lora and not has_lora(model):
         add_lora(model, r=lora_r)
     _only_trainable(model, BRIDGE_PREFIXES + ((LLM_PREFIX,) if full_llm else ()))
+    for modality in frozen_qformers:
+        model.qformers[modality].requires_grad_(False)
     if lora:
         for name, p in model.llm.named_parameters():
             if "lora_" in name:

@@ -95,6 +95,21 @@ def test_bridge_training_learns_and_reports(world, tmp_path):
     assert all(not p.requires_grad for p in chat.model.parameters())
 
 
+def test_a_frozen_qformer_keeps_its_weights_while_its_projection_trains(world, tmp_path):
+    records, _ = world
+    chat = fresh()
+    caches = build_caches(chat, records, tmp_path / "f")
+    before = bridge_state(chat)
+    train_bridge(chat, records, caches, _cfg(steps=3), tmp_path / "run", mode="caption", frozen_qformers=("image",))
+    after = chat.model.bridge_state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and not any(k.startswith("qformers.image.") for k in changed)
+    assert any(k.startswith("projectors.image.") for k in changed)
+    assert any(k.startswith("qformers.audio.") for k in changed)  # the others still train
+    with pytest.raises(ValueError, match="names no Q-Former of this model: smell"):
+        train_bridge(chat, records, caches, _cfg(), tmp_path / "bad", mode="caption", frozen_qformers=("smell",))
+
+
 def test_interrupted_run_resumes_exactly(world, tmp_path, monkeypatch):
     records, _ = world
     caches = build_caches(fresh(), records, tmp_path / "f")
