@@ -128,11 +128,44 @@ def read_model_dir(path: str | Path) -> ModelDir:
                     lora=lora if (lora / LORA_CONFIG).is_file() else None)
 
 
+# A fast tokenizer keeps its last call's truncation and padding on its Rust backend, and save_pretrained
+# writes them into tokenizer.json; loading such a file turns them into init kwargs, which the next save
+# writes into tokenizer_config.json (a model saved after a `max_length=96` training collator carried both).
+# Keyword -> the backend state's field it is derived from, as transformers derives it when loading.
+_FROM_TRUNCATION = {"max_length": "max_length", "truncation_side": "direction", "stride": "stride",
+                    "truncation_strategy": "strategy"}
+_FROM_PADDING = {"pad_token_type_id": "pad_type_id", "padding_side": "direction", "max_length": "length",
+                 "pad_to_multiple_of": "pad_to_multiple_of"}
+
+
 def read_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
-    """The tokenizer saved beside a model (or in its llm/ folder)."""
+    """The tokenizer saved beside a model (or in its llm/ folder), without a saved call's truncation/padding."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        for state, derived in ((backend.truncation, _FROM_TRUNCATION), (backend.padding, _FROM_PADDING)):
+            for key, source in derived.items() if state else ():
+                value = tokenizer.init_kwargs.get(key, ())
+                # A side is dropped only where it is the default: a tokenizer that pads on the left keeps it.
+                if value == state.get(source) and (not key.endswith("_side") or value == "right"):
+                    del tokenizer.init_kwargs[key]
+    _clear_call_state(tokenizer)
+    return tokenizer
+
+
+def _clear_call_state(tokenizer: Any) -> None:
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # fast tokenizers only; each call sets its own
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+
+
+def save_tokenizer(tokenizer: Any, directory: str | Path) -> None:
+    """`save_pretrained` without the last call's truncation and padding (see `read_tokenizer`)."""
+    _clear_call_state(tokenizer)
+    tokenizer.save_pretrained(directory)
 
 
 def load_weights(model: nn.Module, saved: ModelDir, *, llm_separate: bool = False, strict: bool = True) -> None:
@@ -207,11 +240,11 @@ def save_model(
     state = bridge_state_dict(model) if bridge_only else model.state_dict()
     if llm_apart:
         model.llm.save_pretrained(directory / LLM_DIR)
-        tokenizer.save_pretrained(directory / LLM_DIR)
+        save_tokenizer(tokenizer, directory / LLM_DIR)
         state = {k: v for k, v in state.items() if not k.startswith(LLM_PREFIX)}
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     save_file(state, str(directory / weights_name))
-    tokenizer.save_pretrained(directory)
+    save_tokenizer(tokenizer, directory)
     return directory
 
 

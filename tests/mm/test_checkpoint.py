@@ -87,6 +87,26 @@ def test_a_new_save_replaces_what_an_earlier_one_left(trained, tmp_path):
     assert read_model_dir(tmp_path).weights.name == BRIDGE_FILE and not (tmp_path / MODEL_FILE).exists()
 
 
+def test_a_training_call_s_truncation_and_padding_are_not_saved_with_the_tokenizer(tmp_path):
+    chat = mm.load("mm-tiny")
+    original = json.loads((shipped_weights("mm-tiny") / "tokenizer_config.json").read_text())
+    long_text = "a red circle at the left " * 20
+    n = len(chat.tokenizer(long_text)["input_ids"])
+    chat.tokenizer([long_text, "hi"], padding=True, truncation=True, max_length=7)  # what a collator does
+    chat.save_pretrained(tmp_path / "a")
+    assert json.loads((tmp_path / "a/tokenizer.json").read_text())["truncation"] is None
+    assert json.loads((tmp_path / "a/tokenizer_config.json").read_text()).keys() == original.keys()
+    # A directory saved with such a state (by plain save_pretrained) loads without it, and saves clean.
+    chat.tokenizer([long_text, "hi"], padding=True, truncation=True, max_length=7)
+    chat.tokenizer.save_pretrained(tmp_path / "a")
+    assert json.loads((tmp_path / "a/tokenizer.json").read_text())["truncation"]["max_length"] == 7
+    loaded = mm.load(tmp_path / "a")
+    assert loaded.tokenizer.backend_tokenizer.truncation is None
+    assert len(loaded.tokenizer.backend_tokenizer.encode(long_text).ids) == n
+    loaded.save_pretrained(tmp_path / "b")
+    assert json.loads((tmp_path / "b/tokenizer_config.json").read_text()).keys() == original.keys()
+
+
 def test_the_shipped_weights_load_strictly():
     d = shipped_weights("mm-tiny")
     saved = read_model_dir(d)
