@@ -131,6 +131,7 @@ def load(
         return _finish(model, tok, dev, dt, quant=quant, limits=limits)
 
     cfg, saved = resolve(name_or_dir, overrides)
+    _require_weights(cfg, saved, llm, {"image": image_encoder, "audio": audio_encoder})
     model, tok = build(cfg, saved, llm=llm, image_encoder=image_encoder, audio_encoder=audio_encoder, strict=strict,
                        trust_remote_code=trust_remote_code, dtype=dt, quant=quant)
     llm_given = llm is not None or (saved is not None and saved.llm is not None)  # not built from the config
@@ -143,6 +144,24 @@ def load(
     llm_quantized = quant is not None and llm_given  # transformers quantized it while loading
     return _finish(model, tok, dev, dt, quant=None if llm_quantized else quant, llm_quantized=llm_quantized,
                    limits=limits)
+
+
+def _require_weights(cfg: MMConfig, saved: ModelDir | None, llm: str | Path | None,
+                     encoders: dict[str, str | Path | None]) -> None:
+    """A bridge-only save, or a full-scale preset, holds no LLM or encoder weights: each must come from its
+    own file, or the model would answer with untrained parts (nothing is downloaded)."""
+    if saved is not None and not saved.bridge_only:
+        return
+    if saved is None and not cfg.full_scale:
+        return  # an untrained tiny preset: asked for (load warns)
+    missing = [] if llm is not None or (saved is not None and saved.llm is not None) else ["llm=PATH (the LLM)"]
+    missing += [f"{m}_encoder=PATH" for m in MODALITY_TYPES
+                if getattr(cfg, f"{m}_encoder", None) is not None and encoders.get(m) is None]
+    if not missing:
+        return
+    where = f"{saved.path} holds the trained bridge only" if saved is not None else f"{cfg.name} is a full-scale model"
+    raise InputError(f"{where}: pass {', '.join(missing)} for the other weights (or checkpoint=PATH for a whole "
+                     "VisualGLM-6B release); nothing is downloaded, and untrained parts would answer nonsense")
 
 
 def resolve(name_or_dir: str | Path, overrides: dict[str, Any] | None = None) -> tuple[MMConfig, ModelDir | None]:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import mm
 from bridge.names import is_bridge_key
@@ -77,8 +77,19 @@ def test_bridge_only_save_holds_exactly_the_bridge(trained, tmp_path):
     assert_same_state(state, bridge_state_dict(trained.model))
     assert_same_state(trained.model.bridge_state_dict(), bridge_state_dict(trained.model))
     assert read_model_dir(tmp_path).bridge_only
-    again = mm.load(tmp_path)  # the bridge from the file, everything else as built
-    assert_same_state(again.model.bridge_state_dict(), trained.model.bridge_state_dict())
+    # Alone it is no model: the LLM and encoders would be untrained, so loading names what is missing.
+    with pytest.raises(InputError, match=r"bridge only: pass llm=PATH .*image_encoder=PATH, audio_encoder=PATH"):
+        mm.load(tmp_path)
+    parts = tmp_path / "parts"
+    trained.model.llm.save_pretrained(parts / "llm")
+    trained.tokenizer.save_pretrained(parts / "llm")
+    for m, encoder in trained.model.encoders.items():
+        save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(parts / f"{m}.safetensors"))
+    with pytest.raises(InputError, match=r"pass audio_encoder=PATH for the other weights"):
+        mm.load(tmp_path, llm=parts / "llm", image_encoder=parts / "image.safetensors")
+    again = mm.load(tmp_path, llm=parts / "llm", image_encoder=parts / "image.safetensors",
+                    audio_encoder=parts / "audio.safetensors")
+    assert_same_state(again.model.state_dict(), trained.model.state_dict())
 
 
 def test_a_new_save_replaces_what_an_earlier_one_left(trained, tmp_path):

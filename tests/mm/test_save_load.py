@@ -50,13 +50,13 @@ def test_llm_loads_from_a_local_transformers_directory(tmp_path):
 def test_remote_code_checkpoint_needs_explicit_trust(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "internlm", "auto_map": {"AutoModel": "x.Y"}}))
     with pytest.raises(InputError, match="trust_remote_code=True"):
-        mm.load("visualglm-6b", llm=tmp_path)
+        mm.load("visualglm-6b", llm=tmp_path, image_encoder=tmp_path / "eva.pth")
 
 
 def test_chatglm_v1_directory_needs_no_remote_code_but_its_tokenizer(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "chatglm", "auto_map": {"AutoModel": "x.Y"}}))
     with pytest.raises(InputError, match="ice_text.model"):
-        mm.load("visualglm-6b", llm=tmp_path)
+        mm.load("visualglm-6b", llm=tmp_path, image_encoder=tmp_path / "eva.pth")
 
 
 def test_visualglm_style_bridge_checkpoint_loads_into_the_image_bridge(tmp_path):
