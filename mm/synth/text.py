@@ -10,6 +10,8 @@ turn ("it"), or in a two-shape scene to "the other one".
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from mm.synth.grammar import QA, Phrasing, ask
@@ -26,7 +28,8 @@ from mm.synth.scene import Scene, Shape
 from mm.synth.sound import Sound
 from mm.synth.vocab import COLOURS, DIRECTIONS, NUMBERS_EN, NUMBERS_ZH, PITCHES, POSITIONS, SHAPES, SIZES
 
-__all__ = ["QA", "caption_scene", "caption_sound", "scene_followups", "scene_questions", "sound_questions"]
+__all__ = ["QA", "caption_scene", "caption_sound", "counterfactual_scene_captions", "scene_followups",
+           "scene_questions", "sound_questions"]
 
 _SIZE_EN = {"small": "small", "large": "large"}
 
@@ -52,6 +55,40 @@ def caption_scene(scene: Scene, lang: str) -> str:
     if scene.digit is not None:
         text += f"图中有数字{scene.digit}。"
     return text
+
+
+# What a counterfactual scene caption may change in one object, with the values it may take.
+_OBJECT_VALUES = {"colour": COLOURS, "shape": SHAPES, "size": SIZES, "position": POSITIONS}
+
+
+def counterfactual_scene_captions(scene: Scene, lang: str) -> list[str]:
+    """The scene's caption wrong about exactly one thing (hard negatives for contrastive training): one
+    object's colour, shape, size or position changed; two objects' colours or shapes swapped (which words
+    belong to which object); one object left out (n > 1); the digit changed. Distinct, none the true one."""
+    shapes = scene.shapes
+
+    def with_shapes(new: list[Shape], digit: int | None = scene.digit) -> str:
+        return caption_scene(Scene(shapes=new, digit=digit), lang)
+
+    out: list[str] = []
+    for i, s in enumerate(shapes):
+        for attr, values in _OBJECT_VALUES.items():
+            out += [with_shapes([*shapes[:i], dataclasses.replace(s, **{attr: v}), *shapes[i + 1:]])
+                    for v in values if v != getattr(s, attr)]
+    for i in range(len(shapes)):
+        for j in range(i + 1, len(shapes)):
+            for attr in ("colour", "shape"):
+                a, b = getattr(shapes[i], attr), getattr(shapes[j], attr)
+                if a != b:
+                    new = list(shapes)
+                    new[i], new[j] = dataclasses.replace(shapes[i], **{attr: b}), dataclasses.replace(shapes[j], **{attr: a})
+                    out.append(with_shapes(new))
+    if len(shapes) > 1:
+        out += [with_shapes(shapes[:i] + shapes[i + 1:]) for i in range(len(shapes))]
+    if scene.digit is not None:
+        out += [with_shapes(shapes, d) for d in range(10) if d != scene.digit]
+    true = caption_scene(scene, lang)
+    return [c for c in dict.fromkeys(out) if c != true]
 
 
 def caption_sound(sound: Sound, lang: str) -> str:

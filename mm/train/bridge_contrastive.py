@@ -96,13 +96,15 @@ class BridgePairBatch:
 
 class BridgePairDataset:
     """(features, caption, hard negatives) for records whose only media item is `modality`; the caption's
-    language is drawn per epoch, and its negatives (`HARD_NEGATIVES[modality]`, if any) are in the same one."""
+    language is drawn per epoch, and its negatives (`negatives`, by default `HARD_NEGATIVES[modality]`; pass
+    `lambda r, lang: []` for none) are in the same one, at most `max_negatives` of them, drawn per epoch."""
 
     def __init__(self, records: list[Record], cache: FeatureCache, modality: str, seed: int = 0,
-                 negatives: NegativeCaptions | None = None) -> None:
+                 negatives: NegativeCaptions | None = None, max_negatives: int | None = None) -> None:
         self.items = [r for r in records if r.captions and len(r.media) == 1 and r.media[0][0] == modality
                       and media_key(r, 0) in cache]
         self.negatives = negatives if negatives is not None else HARD_NEGATIVES.get(modality)
+        self.max_negatives = max_negatives
         self.cache = cache
         self.seed = seed
         self.epoch = 0
@@ -118,7 +120,10 @@ class BridgePairDataset:
         rng = np.random.default_rng([self.seed, self.epoch, i])
         c = int(rng.integers(len(record.captions)))
         lang = caption_languages(record)[c]
-        negatives = self.negatives(record, lang) if self.negatives is not None and lang is not None else []
+        wanted = self.negatives is not None and lang is not None and self.max_negatives != 0
+        negatives = self.negatives(record, lang) if wanted else []
+        if self.max_negatives is not None and len(negatives) > self.max_negatives:  # a new draw each epoch
+            negatives = [negatives[j] for j in sorted(rng.choice(len(negatives), self.max_negatives, replace=False))]
         return self.cache.get(media_key(record, 0)), record.captions[c], negatives
 
 

@@ -74,6 +74,8 @@ class TinyRecipe:
     # 400 steps, 80 / 93% after 1200 (without negatives 42 / 56% after 400: it dropped motion).
     video_itc: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=1200, batch_size=64, lr=1e-3, warmup=30, mixed_precision="bf16"))
+    # Hard negative captions per item in stage 1a, by modality (absent: none; mm.train.hard_negatives).
+    hard_negatives: dict[str, int] = field(default_factory=lambda: {"video": 4})
     # Q-Formers that keep their stage-1a weights in stages 1 and 2 (their projections train). Trained there
     # through the LLM's loss, the temporal Q-Former lost motion: a probe on its outputs read direction / speed
     # at 97 / 99% after stage 1a, 65 / 65% after stage 1, 36 / 49% after stage 2 (mm bench probe-video).
@@ -148,7 +150,7 @@ def _bridge_itc(modality: str) -> Callable[[RecipeRun, Path], dict | None]:
         if modality not in r.chat.config.modalities:
             return None
         return pretrain_bridge(r.chat, r.records, r.features(), modality, getattr(r.recipe, f"{modality}_itc"), d,
-                               accelerator=r.acc)
+                               hard_negatives=r.recipe.hard_negatives.get(modality, 0), accelerator=r.acc)
 
     return run
 

@@ -66,16 +66,19 @@ def pretrain_encoder(chat: MMChat, records: list[Record], modality: str, cfg: Tr
 
 
 def pretrain_bridge(chat: MMChat, records: list[Record], caches: dict[str, FeatureCache], modality: str,
-                    cfg: TrainConfig, out: Path, *, resume: bool = True,
+                    cfg: TrainConfig, out: Path, *, hard_negatives: int | None = None, resume: bool = True,
                     accelerator: Accelerator | None = None) -> dict:
-    """Stage 1a for one modality's Q-Former (for video: the temporal Q-Former over frozen frame bridges)."""
+    """Stage 1a for one modality's Q-Former (for video: the temporal Q-Former over frozen frame bridges).
+
+    `hard_negatives`: how many of the modality's hard negative captions (`mm.train.hard_negatives`) each
+    item gets per epoch; None for all there are, 0 for none (plain CLIP)."""
     model = chat.model
     model.requires_grad_(False)
     model.qformers[modality].requires_grad_(True)
     acc = accelerator or make_accelerator(cfg.mixed_precision)
     objective = BridgeContrastive(model, modality, TextTower(len(chat.tokenizer)), rank=acc.process_index,
                                   world_size=acc.num_processes)
-    data = BridgePairDataset(records, caches[modality], modality, cfg.seed)
+    data = BridgePairDataset(records, caches[modality], modality, cfg.seed, max_negatives=hard_negatives)
     summary = train(objective, data, BridgePairCollator(chat.tokenizer), cfg, out, resume=resume,
                     desc=f"stage1a-{modality}", count_tokens=lambda b: b.num_tokens, accelerator=acc)
     model.requires_grad_(False)

@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from mm.synth.clip_text import caption_clip, counterfactual_captions
+from mm.synth.scene import Scene, Shape
+from mm.synth.text import caption_scene, counterfactual_scene_captions
 from mm.synth.video import Clip
 from mm.train.bridge_contrastive import BridgeContrastive, BridgePairCollator, BridgePairDataset
 from mm.train.contrastive import TextTower
-from mm.train.hard_negatives import caption_languages, clip_negatives
+from mm.train.hard_negatives import caption_languages, clip_negatives, scene_negatives
 from mm.train.sources import Record
 
 CLIP = Clip(shape="square", colour="yellow", motion="left", speed="fast", pitch="high", when="start")
@@ -65,6 +67,55 @@ def test_world_clips_get_negatives_in_the_language_of_their_caption_and_other_re
         seen.add(lang)
         assert data[1][2] == []
     assert seen == {"en", "zh"}
+
+
+SCENE = Scene([Shape("circle", "red", "small", "left", x=0.2, y=0.5), Shape("square", "blue", "large", "top")], 7)
+
+
+def test_scene_counterfactuals_are_wrong_in_exactly_one_thing():
+    en = counterfactual_scene_captions(SCENE, "en")
+    truth = caption_scene(SCENE, "en")
+    assert truth not in en and len(set(en)) == len(en)
+    # Per object: 5 colours, 3 shapes, 1 size, 8 positions; 2 swaps; 2 left out; 9 digits.
+    assert len(en) == 2 * (5 + 3 + 1 + 8) + 2 + 2 + 9
+    assert "A small green circle at the left and a large blue square at the top. The digit 7 is shown." in en
+    assert "A small blue circle at the left and a large red square at the top. The digit 7 is shown." in en  # swap
+    assert "A small red circle at the bottom and a large blue square at the top. The digit 7 is shown." in en
+    assert "A large blue square at the top. The digit 7 is shown." in en
+    assert "A small red circle at the left and a large blue square at the top. The digit 2 is shown." in en
+    zh = counterfactual_scene_captions(SCENE, "zh")
+    assert len(zh) == len(en) and caption_scene(SCENE, "zh") not in zh and all("。" in c for c in zh)
+    # Two objects alike in colour: nothing to swap; one object: nothing to leave out; no digit: none to change.
+    alike = Scene([Shape("circle", "red", "small", "left"), Shape("star", "red", "small", "right")])
+    assert len(counterfactual_scene_captions(alike, "en")) == 2 * 17 + 1 + 2
+    assert len(counterfactual_scene_captions(Scene([Shape("star", "red", "small", "right")]), "en")) == 17
+
+
+def test_world_scenes_get_negatives_and_the_dataset_draws_a_few_per_epoch():
+    meta = {"shapes": [{**dataclasses.asdict(s), "radius": 0.1} for s in SCENE.shapes], "digit": 7}
+    captions = {lang: caption_scene(SCENE, lang) for lang in ("en", "zh")}
+    rec = Record("scene-0", [("image", "images/0.png")], list(captions.values()), [],
+                 {"captions": captions, "meta": meta})
+    assert scene_negatives(rec, "en") == counterfactual_scene_captions(SCENE, "en")
+    assert scene_negatives(Record("u", [("image", "u.png")], ["a caption"], [], {"meta": {"shapes": [{}]}}), "en") == []
+
+    class Cache(dict):
+        def get(self, key):
+            return torch.zeros(3, 4)
+
+    data = BridgePairDataset([rec], Cache({"images/0.png": 1}), "image", max_negatives=4)
+    drawn = set()
+    for epoch in range(6):
+        data.set_epoch(epoch)
+        _, caption, negatives = data[0]
+        lang = "en" if caption.startswith("A ") else "zh"
+        assert len(negatives) == 4 == len(set(negatives)) and set(negatives) <= set(scene_negatives(rec, lang))
+        drawn.add(tuple(negatives))
+    assert len(drawn) == 6  # a new draw each epoch
+    calls = []
+    none = BridgePairDataset([rec], Cache({"images/0.png": 1}), "image", max_negatives=0,
+                             negatives=lambda r, lang: calls.append(r) or ["x"])
+    assert none[0][2] == [] and calls == []
 
 
 class _Tokenizer:
