@@ -66,9 +66,11 @@ def main(argv: list[str]) -> int:
                            lora=args.stage == "instruct" and not args.full_llm, full_llm=args.full_llm,
                            lora_r=args.lora_r, resume=not args.no_resume)
     # Adapters of this instruct stage are kept apart unless asked to merge; any others are merged. At full
-    # scale the encoders and LLM stay in the user's own checkpoints and only the bridge is saved.
+    # scale the encoders and LLM stay in the user's own checkpoints and only the bridge (and lora/) is
+    # saved, unless the LLM's own weights changed (adapters merged, --full-llm): then the whole model is.
     apart = args.stage == "instruct" and not args.merge_lora and not args.full_llm
-    save_model(out / "model", chat.model, chat.tokenizer, bridge_only=chat.config.full_scale,
+    llm_changed = args.stage == "instruct" and not apart
+    save_model(out / "model", chat.model, chat.tokenizer, bridge_only=chat.config.full_scale and not llm_changed,
                lora="apart" if apart else "merge")
     print(f"saved {out / 'model'}; skipped examples: {summary['skipped_examples']}, "
           f"unreadable media: {summary['unreadable_media']}")

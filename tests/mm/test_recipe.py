@@ -4,6 +4,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import torch
+
 from tests.mm.test_cli import MM
 
 
@@ -63,3 +65,23 @@ def test_stage_training_on_user_data_saves_lora_apart_or_merged(tmp_path):
     a = with_adapters.chat("What colour is the circle?", image=img, max_new_tokens=6)[0]
     b = merged.chat("What colour is the circle?", image=img, max_new_tokens=6)[0]
     assert a == b  # the same seed and data: merged weights answer as the adapters do
+
+
+def test_full_scale_training_that_changes_the_llm_saves_it(tmp_path):
+    """Merged adapters (or --full-llm) change the LLM's own weights: a bridge-only save would lose them."""
+    import mm
+    from mm.checkpoint import MODEL_FILE, read_model_dir
+    from mm.synth import write_split
+
+    wide = mm.load("mm-tiny", **{"llm.hidden_size": 1056, "llm.num_layers": 1})  # wider than any tiny LLM
+    assert wide.config.full_scale
+    wide.save_pretrained(tmp_path / "wide")
+    manifest = write_split(tmp_path / "world", "train", 8, 4, seed=9, workers=1)
+    r = run("train", "--stage", "instruct", "--model", str(tmp_path / "wide"), "--out", str(tmp_path / "m"),
+            "--merge-lora", "--data", str(manifest), "--steps", "2", "--batch-size", "2", "--lr", "1e-2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = read_model_dir(tmp_path / "m/model")
+    assert saved.weights.name == MODEL_FILE and saved.lora is None
+    merged = mm.load(tmp_path / "m/model")
+    before, after = wide.model.llm.state_dict(), merged.model.llm.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the merged update is kept
