@@ -183,7 +183,7 @@ def load_weights(model: nn.Module, saved: ModelDir, *, llm_separate: bool = Fals
             state = {k: v for k, v in state.items() if not k.startswith(LLM_PREFIX)}
         load_into(model, state, component="model", source=saved.weights, strict=strict, optional=optional)
     if saved.lora is not None:
-        from mm.train.lora import load_lora
+        from mm.lora import load_lora
 
         load_lora(model, saved.path)
 
@@ -230,7 +230,7 @@ def save_model(
     _remove_stale(directory, {weights_name} | ({LORA_DIR} if adapters_apart else set())
                   | ({LLM_DIR} if llm_apart else set()))
     if _has_lora(model):
-        from mm.train.lora import merge_lora, save_lora
+        from mm.lora import merge_lora, save_lora
 
         if adapters_apart:
             save_lora(model, directory)  # writes lora/, leaves the base weights on the LLM

@@ -24,13 +24,13 @@ from accelerate import Accelerator
 from mm.chat import MMChat
 from mm.config import preset
 from mm.loading import INIT_SEED, load
+from mm.lora import merge_lora
 from mm.model import MMModel
 from mm.prompt import CAPTION_PROMPTS, TEMPLATES
 from mm.synth import write_split
 from mm.tokenizer import build_tokenizer
 from mm.train.encoder_pretrain import pretrain_image_encoder
 from mm.train.features import FeatureCache
-from mm.train.lora import merge_lora
 from mm.train.sources import Record, read_jsonl
 from mm.train.stages import build_caches, pretrain_bridge, pretrain_encoder, pretrain_lm, train_bridge
 from mm.train.trainer import TrainConfig, make_accelerator

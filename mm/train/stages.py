@@ -18,12 +18,12 @@ from torch import nn
 from bridge.names import BRIDGE_PREFIXES
 from mm.chat import MMChat
 from mm.checkpoint import LLM_PREFIX
+from mm.lora import add_lora, has_lora
 from mm.train.batch import BridgeObjective, Collator
 from mm.train.bridge_contrastive import BridgeContrastive, BridgePairCollator, BridgePairDataset
 from mm.train.contrastive import ContrastiveObjective, PairCollator, PairDataset, TextTower
 from mm.train.examples import TRACK, ExampleDataset, media_key, sound_track
 from mm.train.features import FeatureCache
-from mm.train.lora import add_lora, has_lora
 from mm.train.sources import Record
 from mm.train.trainer import TrainConfig, make_accelerator, train
 

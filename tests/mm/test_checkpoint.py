@@ -161,7 +161,7 @@ def test_a_file_of_another_architecture_names_what_does_not_fit(trained, tmp_pat
 
 
 def test_lora_adapters_are_saved_apart_or_merged_and_answer_alike(tmp_path):
-    from mm.train.lora import add_lora, has_lora
+    from mm.lora import add_lora, has_lora
 
     chat = mm.load("mm-tiny")
     ids = chat.tokenizer("a red circle on the left", return_tensors="pt").input_ids
