@@ -28,16 +28,17 @@ logger = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parent / "assets"
 # Questions the shipped mm-tiny answers correctly (not every image or clip question is reliable yet:
-# see the evaluation table in the README).
+# see the evaluation table in the README); tests/serve/test_gradio.py holds them to tests/golden.py.
 EXAMPLES = [
     [str(ASSETS / "red_circle.png"), None, None, "What colour is the circle?"],
     [str(ASSETS / "red_circle.png"), None, None, "What shape is it?"],
     [str(ASSETS / "red_circle.png"), None, None, "Where is the circle?"],
-    [str(ASSETS / "red_circle.png"), None, None, "Is there a star?"],
+    [str(ASSETS / "shapes_digit.png"), None, None, "Is the star yellow?"],
     [str(ASSETS / "three_shapes.png"), None, None, "How many shapes are there?"],
     [str(ASSETS / "shapes_digit.png"), None, None, "图中有几个形状？"],
     [None, str(ASSETS / "three_beeps.wav"), None, "音调是低、中还是高？"],
     [None, str(ASSETS / "rising_sweep.wav"), None, "Is the sweep rising or falling?"],
+    [None, None, str(ASSETS / "red_circle_left_fast.mp4"), "Which way does the circle move?"],
     [None, None, str(ASSETS / "red_circle_left_fast.mp4"), "When does the beep sound?"],
 ]
 CSS = "#chatbot {min-height: 420px}"

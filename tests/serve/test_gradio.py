@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from demos.app import ASSETS
+from demos.app import ASSETS, EXAMPLES
 from tests.golden import GOLDEN
 from tests.serve.conftest import gradio_app
 
@@ -26,6 +26,16 @@ def test_image_question_gets_the_right_answer(client, tiny):
     assert chat[0]["content"][0]["type"] == "file"  # the picture is shown with the first question
     assert chat[-1]["content"][0]["text"] == golden.answer
     assert box == ""
+
+
+def test_every_example_is_a_golden_question_the_shipped_model_answers_right():
+    """The app's examples promise right answers: each is an entry of tests/golden.py (whose answers
+    tests/mm/test_shipped_model.py checks) with no `truth` (where the model is wrong)."""
+    by_ask = {(g.image, g.audio, g.video, g.question): g for g in GOLDEN.values()}
+    for image, audio, video, question in EXAMPLES:
+        names = tuple(None if p is None else Path(p).name for p in (image, audio, video))
+        g = by_ask.get((*names, question))
+        assert g is not None and g.truth is None, (names, question)
 
 
 def test_bad_file_is_a_message_in_the_chat(client, tmp_path):
