@@ -66,5 +66,8 @@ def test_bench_probe_video_on_the_shipped_model(shipped_probe):
     acc = result["accuracy"]
     assert set(acc) == {"frames", "temporal"} and result["tokens"]["temporal"][0] == 8
     # The per-frame image bridge sees where the shape is in every frame, so direction and speed are there
-    # to read (measured: 0.64 / 0.95 on 160 clips, 0.86 / 0.97 on 1000).
-    assert acc["frames"]["motion"] >= 0.55 and acc["frames"]["speed"] >= 0.8, acc
+    # to read; the temporal Q-Former, kept as stage 1a left it, has them too (measured with these settings:
+    # frames 0.975 / 0.93, temporal 1.0 / 0.99; the model before, trained through stages 1 and 2 without
+    # the freeze: temporal 0.36 / 0.49 on 1000 clips).
+    assert acc["frames"]["motion"] >= 0.75 and acc["frames"]["speed"] >= 0.8, acc
+    assert acc["temporal"]["motion"] >= 0.85 and acc["temporal"]["speed"] >= 0.85, acc
