@@ -136,6 +136,7 @@ _FROM_TRUNCATION = {"max_length": "max_length", "truncation_side": "direction", 
                     "truncation_strategy": "strategy"}
 _FROM_PADDING = {"pad_token_type_id": "pad_type_id", "padding_side": "direction", "max_length": "length",
                  "pad_to_multiple_of": "pad_to_multiple_of"}
+_ABSENT = object()
 
 
 def read_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
@@ -147,7 +148,7 @@ def read_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
     if backend is not None:
         for state, derived in ((backend.truncation, _FROM_TRUNCATION), (backend.padding, _FROM_PADDING)):
             for key, source in derived.items() if state else ():
-                value = tokenizer.init_kwargs.get(key, ())
+                value = tokenizer.init_kwargs.get(key, _ABSENT)
                 # A side is dropped only where it is the default: a tokenizer that pads on the left keeps it.
                 if value == state.get(source) and (not key.endswith("_side") or value == "right"):
                     del tokenizer.init_kwargs[key]

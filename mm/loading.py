@@ -131,10 +131,10 @@ def load(
         return _finish(model, tok, dev, dt, quant=quant, limits=limits)
 
     cfg, saved = resolve(name_or_dir, overrides)
-    _require_weights(cfg, saved, llm, {"image": image_encoder, "audio": audio_encoder})
+    llm_given = llm is not None or (saved is not None and saved.llm is not None)  # not built from the config
+    _require_weights(cfg, saved, llm_given, {"image": image_encoder, "audio": audio_encoder})
     model, tok = build(cfg, saved, llm=llm, image_encoder=image_encoder, audio_encoder=audio_encoder, strict=strict,
                        trust_remote_code=trust_remote_code, dtype=dt, quant=quant)
-    llm_given = llm is not None or (saved is not None and saved.llm is not None)  # not built from the config
     if saved is not None:
         load_weights(model, saved, llm_separate=llm_given, strict=strict and not overrides)
     elif llm is None:
@@ -146,7 +146,7 @@ def load(
                    limits=limits)
 
 
-def _require_weights(cfg: MMConfig, saved: ModelDir | None, llm: str | Path | None,
+def _require_weights(cfg: MMConfig, saved: ModelDir | None, llm_given: bool,
                      encoders: dict[str, str | Path | None]) -> None:
     """A bridge-only save, or a full-scale preset, holds no LLM or encoder weights: each must come from its
     own file, or the model would answer with untrained parts (nothing is downloaded)."""
@@ -154,7 +154,7 @@ def _require_weights(cfg: MMConfig, saved: ModelDir | None, llm: str | Path | No
         return
     if saved is None and not cfg.full_scale:
         return  # an untrained tiny preset: asked for (load warns)
-    missing = [] if llm is not None or (saved is not None and saved.llm is not None) else ["llm=PATH (the LLM)"]
+    missing = [] if llm_given else ["llm=PATH (the LLM)"]
     missing += [f"{m}_encoder=PATH" for m in MODALITY_TYPES
                 if getattr(cfg, f"{m}_encoder", None) is not None and encoders.get(m) is None]
     if not missing:

@@ -66,12 +66,12 @@ def pretrain_encoder(chat: MMChat, records: list[Record], modality: str, cfg: Tr
 
 
 def pretrain_bridge(chat: MMChat, records: list[Record], caches: dict[str, FeatureCache], modality: str,
-                    cfg: TrainConfig, out: Path, *, hard_negatives: int | None = None, resume: bool = True,
+                    cfg: TrainConfig, out: Path, *, hard_negatives: int = 0, resume: bool = True,
                     accelerator: Accelerator | None = None) -> dict:
     """Stage 1a for one modality's Q-Former (for video: the temporal Q-Former over frozen frame bridges).
 
     `hard_negatives`: how many of the modality's hard negative captions (`mm.train.hard_negatives`) each
-    item gets per epoch; None for all there are, 0 for none (plain CLIP)."""
+    item gets, drawn per epoch; 0 for none (plain CLIP). A scene has dozens: each one costs a text-tower pass."""
     model = chat.model
     model.requires_grad_(False)
     model.qformers[modality].requires_grad_(True)

@@ -93,7 +93,7 @@ def test_trained_model_compares_the_example_clips(tiny):
 
 def test_trained_model_tells_clips_that_differ_in_motion_apart(tiny):
     """Visual similarity 0.63 with the temporal Q-Former kept as stage 1a left it; 0.998 when stages 1 and 2
-    trained it through the LLM's loss (the model before, whose test was a strict xfail)."""
+    trained it through the LLM's loss (the model before this one failed here)."""
     golden = GOLDEN["compare_left_right"]
     left, right = golden.media()["video"]
     assert mm.compare_clips(left, right, model=tiny, describe=False).visual_score < 0.8
