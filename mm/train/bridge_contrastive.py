@@ -12,6 +12,9 @@ apart). Here each item's Q outputs are projected, mean-pooled and matched agains
 Where the modality has hard negatives (`mm.train.hard_negatives`: for clips, the caption with the motion or
 the speed changed), each item's embedding must also pick its caption out of its own K wrong ones: a second
 cross-entropy over [caption, negatives], added to the CLIP loss (NegCLIP).
+
+With object slots (`mm.train.scene_slots`, for the world's scenes), each query also predicts the object in its
+own cell of the picture, so that one output carries one object whole.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from mm.train.contrastive import ContrastiveHead, TextTower
 from mm.train.examples import media_key
 from mm.train.features import FeatureCache
 from mm.train.hard_negatives import HARD_NEGATIVES, NegativeCaptions, caption_languages
+from mm.train.scene_slots import SlotHeads, SlotTargets, slot_targets, stack_targets
 from mm.train.sources import Record
 
 
@@ -36,9 +40,12 @@ class BridgeContrastive(ContrastiveHead):
     """CLIP loss between the mean of `modality`'s projected Q-Former outputs and the text tower."""
 
     def __init__(self, model: MMModel, modality: str, text: TextTower, embed_dim: int = 128, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, slot_weight: float = 0.0) -> None:
+        """`slot_weight` > 0 adds the object-slot loss (`mm.train.scene_slots`) for items with slot targets."""
         super().__init__(model.modality(modality).bridge_width, text, embed_dim, rank, world_size, model=model)
         self.modality = modality
+        self.slot_weight = slot_weight
+        self.slots = SlotHeads(model.modality(modality).bridge_width) if slot_weight > 0 else None
 
     def forward(self, batch: BridgePairBatch) -> torch.Tensor:
         outs = self.model.bridge(self.modality, batch.states, batch.mask, batch.valid)  # B x (Q_i, Dq)
@@ -47,6 +54,8 @@ class BridgeContrastive(ContrastiveHead):
         loss = self.contrast(media, batch.ids, batch.text_mask, text)
         if batch.negatives is not None:
             loss = loss + self.hard_negative_loss(media, batch, text)
+        if self.slots is not None and batch.slots is not None:
+            loss = loss + self.slot_weight * self.slots(torch.stack(list(outs)), batch.slots)
         return loss
 
     def hard_negative_loss(self, media: torch.Tensor, batch: BridgePairBatch,
@@ -83,11 +92,14 @@ class BridgePairBatch:
     ids: torch.Tensor  # (B, L) caption tokens
     text_mask: torch.Tensor  # (B, L) bool
     negatives: NegativeCaptionBatch | None = None  # hard negatives, where the modality has them
+    slots: SlotTargets | None = None  # object-slot targets (B, Q, ...), where items have them
 
     def to(self, device: torch.device) -> BridgePairBatch:
+        slots = None if self.slots is None else SlotTargets(self.slots.labels.to(device), self.slots.centre.to(device),
+                                                           self.slots.digit.to(device))  # type: ignore[union-attr]
         return BridgePairBatch(self.states.to(device), self.mask.to(device), self.valid, self.ids.to(device),
                                self.text_mask.to(device),
-                               None if self.negatives is None else self.negatives.to(device))
+                               None if self.negatives is None else self.negatives.to(device), slots)
 
     @property
     def num_tokens(self) -> int:
@@ -97,14 +109,18 @@ class BridgePairBatch:
 class BridgePairDataset:
     """(features, caption, hard negatives) for records whose only media item is `modality`; the caption's
     language is drawn per epoch, and its negatives (`negatives`, by default `HARD_NEGATIVES[modality]`; pass
-    `lambda r, lang: []` for none) are in the same one, at most `max_negatives` of them, drawn per epoch."""
+    `lambda r, lang: []` for none) are in the same one, at most `max_negatives` of them, drawn per epoch. With
+    `slot_queries` (the Q-Former's query count) each item also carries its object-slot targets
+    (`mm.train.scene_slots`; None for records without the world's scene metadata)."""
 
     def __init__(self, records: list[Record], cache: FeatureCache, modality: str, seed: int = 0,
-                 negatives: NegativeCaptions | None = None, max_negatives: int | None = None) -> None:
+                 negatives: NegativeCaptions | None = None, max_negatives: int | None = None,
+                 slot_queries: int = 0) -> None:
         self.items = [r for r in records if r.captions and len(r.media) == 1 and r.media[0][0] == modality
                       and media_key(r, 0) in cache]
         self.negatives = negatives if negatives is not None else HARD_NEGATIVES.get(modality)
         self.max_negatives = max_negatives
+        self.slot_queries = slot_queries
         self.cache = cache
         self.seed = seed
         self.epoch = 0
@@ -115,7 +131,7 @@ class BridgePairDataset:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, str, list[str]]:
+    def __getitem__(self, i: int) -> tuple:
         record = self.items[i]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         c = int(rng.integers(len(record.captions)))
@@ -124,7 +140,10 @@ class BridgePairDataset:
         negatives = self.negatives(record, lang) if wanted else []
         if self.max_negatives is not None and len(negatives) > self.max_negatives:  # a new draw each epoch
             negatives = [negatives[j] for j in sorted(rng.choice(len(negatives), self.max_negatives, replace=False))]
-        return self.cache.get(media_key(record, 0)), record.captions[c], negatives
+        item = (self.cache.get(media_key(record, 0)), record.captions[c], negatives)
+        if self.slot_queries:
+            return (*item, slot_targets(record.extra.get("meta"), self.slot_queries))
+        return item
 
 
 class BridgePairCollator:
@@ -137,7 +156,10 @@ class BridgePairCollator:
                              add_special_tokens=False)
         return enc["input_ids"], enc["attention_mask"].bool()
 
-    def __call__(self, items: list[tuple[torch.Tensor, str, list[str]]]) -> BridgePairBatch:
+    def __call__(self, items: list[tuple]) -> BridgePairBatch:
+        """`items`: (features, caption, negatives) or (features, caption, negatives, slot targets or None)."""
+        slots = [it[3] for it in items if len(it) > 3]
+        items = [it[:3] for it in items]
         states, mask = pad_and_mask([f for f, _, _ in items])  # (B, N, D), (B, N)
         ids, text_mask = self._encode([c for _, c, _ in items])
         k = max(len(n) for _, _, n in items)
@@ -149,4 +171,6 @@ class BridgePairCollator:
             valid = torch.tensor([[j < len(n) for j in range(k)] for _, _, n in items])
             neg_ids, neg_mask = self._encode([t for n in padded for t in n])
             negatives = NegativeCaptionBatch(neg_ids, neg_mask, valid)
-        return BridgePairBatch(states, mask, [f.shape[0] for f, _, _ in items], ids, text_mask, negatives)
+        known = next((t for t in slots if t is not None), None)
+        targets = stack_targets(slots, known.labels.shape[0]) if known is not None and len(slots) == len(items) else None
+        return BridgePairBatch(states, mask, [f.shape[0] for f, _, _ in items], ids, text_mask, negatives, targets)

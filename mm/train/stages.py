@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from torch import nn
 
@@ -66,23 +67,31 @@ def pretrain_encoder(chat: MMChat, records: list[Record], modality: str, cfg: Tr
 
 
 def pretrain_bridge(chat: MMChat, records: list[Record], caches: dict[str, FeatureCache], modality: str,
-                    cfg: TrainConfig, out: Path, *, hard_negatives: int = 0, resume: bool = True,
-                    accelerator: Accelerator | None = None) -> dict:
+                    cfg: TrainConfig, out: Path, *, hard_negatives: int = 0, slot_weight: float = 0.0,
+                    resume: bool = True, accelerator: Accelerator | None = None) -> dict:
     """Stage 1a for one modality's Q-Former (for video: the temporal Q-Former over frozen frame bridges).
 
     `hard_negatives`: how many of the modality's hard negative captions (`mm.train.hard_negatives`) each
-    item gets, drawn per epoch; 0 for none (plain CLIP). A scene has dozens: each one costs a text-tower pass."""
+    item gets, drawn per epoch; 0 for none (plain CLIP). A scene has dozens: each one costs a text-tower pass.
+    `slot_weight` > 0 adds the object-slot loss (`mm.train.scene_slots`) for records of the world's scenes."""
     model = chat.model
     model.requires_grad_(False)
     model.qformers[modality].requires_grad_(True)
     acc = accelerator or make_accelerator(cfg.mixed_precision)
     objective = BridgeContrastive(model, modality, TextTower(len(chat.tokenizer)), rank=acc.process_index,
-                                  world_size=acc.num_processes)
-    data = BridgePairDataset(records, caches[modality], modality, cfg.seed, max_negatives=hard_negatives)
+                                  world_size=acc.num_processes, slot_weight=slot_weight)
+    data = BridgePairDataset(records, caches[modality], modality, cfg.seed, max_negatives=hard_negatives,
+                             slot_queries=model.qformers[modality].config.num_queries if slot_weight > 0 else 0)
     summary = train(objective, data, BridgePairCollator(chat.tokenizer), cfg, out, resume=resume,
                     desc=f"stage1a-{modality}", count_tokens=lambda b: b.num_tokens, accelerator=acc)
     model.requires_grad_(False)
     summary["pairs"] = len(data)
+    if objective.slots is not None:  # how well the queries hold their objects, on (up to) 512 training items
+        batch = BridgePairCollator(chat.tokenizer)([data[i] for i in range(min(512, len(data)))])
+        batch = batch.to(next(objective.slots.parameters()).device)
+        if batch.slots is not None:
+            outs = model.bridge(modality, batch.states, batch.mask, batch.valid)
+            summary["slot_accuracy"] = objective.slots.accuracy(torch.stack(list(outs)), batch.slots)
     return summary
 
 
