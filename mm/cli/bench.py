@@ -4,7 +4,9 @@ random-weight VisualGLM-6B in the published SAT layout, about 15.6 GB, loaded in
 (concurrent clients against a `mm serve` process: requests/s, latency, 429s, 5xx, memory before and after)
 and `probe` (a probe trained on the frozen image encoder's tokens of single-shape scenes: held-out accuracy
 of shape, position, colour and size, what a bridge could read at best) and `probe-video` (the same for
-clips' motion and speed, read from the video path before and after the temporal Q-Former) and `chat` (time to first token of
+clips' motion and speed, read from the video path before and after the temporal Q-Former) and `described` (the
+image questions of fresh held-out scenes asked about the picture and about the scene's caption written in its
+place, with no media: what the LLM makes of a perfect description) and `chat` (time to first token of
 the follow-ups of a 5-turn image+audio conversation, the engine's prefix cache against prefilling the whole
 history every turn, with identical greedy answers).
 
@@ -20,6 +22,7 @@ Examples:
   mm bench probe --json                                   # the --model's image encoder
   mm bench probe --json --encoder tiny-convvit --image-encoder runs/enc.safetensors --renderers train alt
   mm bench probe-video --json --clips 2000 --test-clips 500
+  mm bench described --json --scenes 100 --seed 777
   mm bench chat --json --repeats 7 --threads 1
 """
 
@@ -37,7 +40,7 @@ def main(argv: list[str]) -> int:
 
     p = parser("bench", __doc__)
     p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize", "serve", "probe", "probe-video",
-                                     "chat"])
+                                     "described", "chat"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--items", type=int, default=64, help="caption: images to caption")
     p.add_argument("--batch-size", type=int, default=16, help="caption: batch size")
@@ -60,7 +63,8 @@ def main(argv: list[str]) -> int:
                    help="serve: the server's --max-queue (default: twice --clients, so none is refused)")
     p.add_argument("--encoder", default=None,
                    help="probe: a registered image encoder to probe alone (weights: --image-encoder), not --model's")
-    p.add_argument("--scenes", type=positive_int, default=3000, help="probe: training scenes")
+    p.add_argument("--scenes", type=positive_int, default=None,
+                   help="probe: training scenes (default 3000); described: held-out scenes (default 100)")
     p.add_argument("--test-scenes", type=positive_int, default=1000, help="probe: held-out scenes per renderer")
     p.add_argument("--renderers", nargs="+", default=["train"], choices=["train", "alt", "classic"],
                    help="probe: renderers of the held-out scenes; the probe trains on the first")
@@ -69,7 +73,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--probe-steps", type=positive_int, default=600, help="probe: optimizer steps")
     p.add_argument("--clips", type=positive_int, default=2000, help="probe-video: training clips")
     p.add_argument("--test-clips", type=positive_int, default=500, help="probe-video: held-out clips")
-    p.add_argument("--seed", type=int, default=0, help="probe, probe-video: seed of the scenes or clips and the probe")
+    p.add_argument("--seed", type=int, default=0, help="probe, probe-video, described: seed of the scenes or clips (and the probe)")
     p.add_argument("--chat-tokens", type=positive_int, default=32, help="chat: max_new_tokens of every turn")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="chat: torch threads (default: torch's; 1 gives steadier figures on a busy machine)")
@@ -81,6 +85,8 @@ def main(argv: list[str]) -> int:
         return _probe(p, args)
     if args.name == "probe-video":
         return _probe_video(p, args)
+    if args.name == "described":
+        return _described(p, args)
     if args.name == "serve":  # starts `mm serve` in a subprocess; this process loads no model
         from mm.bench_serve import bench_serve
 
@@ -143,7 +149,7 @@ def _probe(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         encoder = chat.model.encoders["image"]
         name = chat.model.config.image_encoder.name
     try:
-        result = probe_encoder(encoder, n_train=args.scenes, n_test=args.test_scenes, seed=args.seed,
+        result = probe_encoder(encoder, n_train=args.scenes or 3000, n_test=args.test_scenes, seed=args.seed,
                                renderers=tuple(args.renderers), pool=args.pool, steps=args.probe_steps)
     except ValueError as e:  # e.g. a renderer this checkout lacks
         p.error(str(e))
@@ -164,6 +170,25 @@ def _probe_video(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                          steps=args.probe_steps)
     result = {"bench": "probe-video", "model": args.model, "machine": machine(), **result}
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
+def _described(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import tempfile
+
+    from mm.bench import machine
+    from mm.described import described_vs_seen
+    from mm.synth import write_split
+
+    chat = load_model(args)
+    if "image" not in chat.model.config.modalities:
+        p.error(f"--model {args.model}: the model has no image input")
+    scenes = args.scenes or 100
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = write_split(Path(tmp) / "world", "test", scenes, 0, args.seed)
+        result = described_vs_seen(chat, manifest, batch_size=args.batch_size)
+    result = {"bench": "described", "model": args.model, "seed": args.seed, "machine": machine(), **result}
+    print(json.dumps(result, ensure_ascii=False) if args.json else json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
 

@@ -23,10 +23,6 @@ def test_recipe_runs_every_stage_and_resumes_as_a_no_op(tmp_path):
             "stage2-instruct"} <= report["timings_s"].keys()
     final = out / "stage2-instruct" / "model"
     assert (final / "model.safetensors").exists() and not (final / "lora").exists()  # LoRA merged
-    # The image Q-Former learnt object slots beside the CLIP loss (mm.train.scene_slots); the others did not.
-    slots = json.loads((out / "stage1a-image" / "done.json").read_text())["summary"]["slot_accuracy"]
-    assert {"shape", "colour", "size", "position", "object"} <= slots.keys()
-    assert "slot_accuracy" not in json.loads((out / "stage1a-audio" / "done.json").read_text())["summary"]
     lines = {p: len(p.read_text().splitlines()) for p in out.glob("*/metrics.jsonl")}
     again = run("train", "--recipe", "mm-tiny-smoke", "--out", str(out))
     assert again.returncode == 0, again.stderr[-2000:]

@@ -112,3 +112,27 @@ def test_stage_1a_batches_carry_slot_targets_and_the_loss_reaches_the_q_former()
     qf.requires_grad_(True)
     slots.slots(torch.stack(list(model.bridge("image", batch.states, batch.mask, batch.valid))), batch.slots).backward()
     assert qf.query_tokens.grad is not None and qf.query_tokens.grad.abs().sum() > 0
+
+
+def test_pretrain_bridge_with_slots_reports_how_well_the_queries_hold_their_objects(tmp_path):
+    from mm.loading import load
+    from mm.train.stages import pretrain_bridge
+    from mm.train.trainer import TrainConfig
+
+    chat = load("mm-tiny")
+    width = chat.model.qformers["image"].config.encoder_width
+
+    class Cache(dict):
+        def get(self, key):
+            return torch.randn(65, width)
+
+    records = [Record(f"s{i}", [("image", f"s{i}.png")], ["A small red circle."], [], {"meta": META}) for i in range(4)]
+    caches = {"image": Cache({f"s{i}.png": 1 for i in range(4)})}
+    cfg = TrainConfig(steps=2, batch_size=2, warmup=1, ckpt_every=10)
+    before = chat.model.qformers["image"].query_tokens.detach().clone()
+    summary = pretrain_bridge(chat, records, caches, "image", cfg, tmp_path / "slots", slot_weight=1.0)
+    acc = summary["slot_accuracy"]
+    assert {"shape", "colour", "size", "position", "object"} == acc.keys() and all(0 <= v <= 1 for v in acc.values())
+    assert not torch.equal(before, chat.model.qformers["image"].query_tokens)
+    plain = pretrain_bridge(chat, records, caches, "image", cfg, tmp_path / "plain")
+    assert "slot_accuracy" not in plain
