@@ -96,7 +96,7 @@ class BridgePairBatch:
 
     def to(self, device: torch.device) -> BridgePairBatch:
         slots = None if self.slots is None else SlotTargets(self.slots.labels.to(device), self.slots.centre.to(device),
-                                                           self.slots.digit.to(device))  # type: ignore[union-attr]
+                                                           torch.as_tensor(self.slots.digit).to(device))
         return BridgePairBatch(self.states.to(device), self.mask.to(device), self.valid, self.ids.to(device),
                                self.text_mask.to(device),
                                None if self.negatives is None else self.negatives.to(device), slots)

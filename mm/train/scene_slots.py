@@ -36,7 +36,7 @@ DIGITS = 10
 class SlotTargets:
     labels: torch.Tensor  # (Q, 4) long: shape (0 nothing, else 1 + index), colour, size, region (IGNORE if empty)
     centre: torch.Tensor  # (Q, 2) float: x, y of the object, fractions of width and height (0 where empty)
-    digit: int  # 0 no digit, else 1 + the digit
+    digit: int | torch.Tensor  # 0 no digit, else 1 + the digit; (B,) in a batch
 
 
 def grid_side(num_queries: int) -> int:
@@ -96,7 +96,7 @@ def stack_targets(targets: list[SlotTargets | None], num_queries: int) -> SlotTa
                         IGNORE)
     full = [empty if t is None else t for t in targets]
     return SlotTargets(torch.stack([t.labels for t in full]), torch.stack([t.centre for t in full]),
-                       torch.tensor([t.digit for t in full]))  # type: ignore[arg-type]
+                       torch.tensor([t.digit for t in full]))
 
 
 class SlotHeads(nn.Module):

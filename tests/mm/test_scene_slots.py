@@ -11,6 +11,7 @@ from mm.train.bridge_contrastive import BridgeContrastive, BridgePairCollator, B
 from mm.train.contrastive import TextTower
 from mm.train.scene_slots import IGNORE, SlotHeads, assign_cells, grid_side, slot_targets, stack_targets
 from mm.train.sources import Record
+from tests.mm.test_hard_negatives import _Tokenizer
 
 META = {"shapes": [
     {"shape": "circle", "colour": "red", "size": "small", "position": "top left", "x": 0.1, "y": 0.1},
@@ -70,13 +71,6 @@ def test_slot_heads_learn_the_targets_and_ignore_what_is_ignored():
     assert leaf.grad[1].abs().sum() == 0 and leaf.grad[0].abs().sum() > 0
     shuffled = stack_targets([slot_targets({**META, "shapes": META["shapes"][::-1]}, 16), None], 16)
     assert heads.accuracy(outs, shuffled)["object"] < 1.0
-
-
-class _Tokenizer:
-    def __call__(self, texts, **kw):
-        n = max(len(t) for t in texts)
-        ids = torch.tensor([[ord(c) % 97 + 1 for c in t] + [0] * (n - len(t)) for t in texts])
-        return {"input_ids": ids, "attention_mask": ids != 0}
 
 
 def test_stage_1a_batches_carry_slot_targets_and_the_loss_reaches_the_q_former():
