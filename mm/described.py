@@ -30,18 +30,16 @@ def _tally(rows: list[tuple[str, int, bool]]) -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
-def described_vs_seen(chat: MMChat, manifest: str | Path, *, limit: int | None = None, batch_size: int = 32,
-                      types: tuple[str, ...] | None = None) -> dict[str, Any]:
+def described_vs_seen(chat: MMChat, manifest: str | Path, *, batch_size: int = 32) -> dict[str, Any]:
     """Accuracy from the picture and from its caption on a world manifest's scenes (first-turn questions)."""
     if "image" not in chat.model.config.modalities:
         raise ValueError("the model has no image input")
     manifest = Path(manifest)
     records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
     scenes = [r for r in records if "image" in r and "shapes" in r.get("meta", {}) and r.get("captions")]
-    scenes = scenes[:limit] if limit is not None else scenes
     if not scenes:
         raise ValueError(f"{manifest}: no scenes of the synthetic world (records with an image, captions, meta)")
-    asked = [(r, qa) for r in scenes for qa in r["qa"] if types is None or qa["type"] in types]
+    asked = [(r, qa) for r in scenes for qa in r["qa"]]
     media = {r["id"]: prepare_media(chat.model, "image", manifest.parent / r["image"]) for r in scenes}
     gen = {"batch_size": batch_size, "max_new_tokens": 48}
     seen = chat.answer_batch([(qa["q"], [], media[r["id"]]) for r, qa in asked], **gen)

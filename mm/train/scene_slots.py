@@ -2,11 +2,12 @@
 
 Shape letters: B scenes, Q query slots (a G x G grid), Dq Q-Former width.
 
-The tiny LLM answered about the wrong object: on its own training scenes, 129 of 130 wrong colour answers and
+The tiny LLM answers about the wrong object: on its own training scenes, 129 of 130 wrong colour answers and
 111 of 112 wrong shape answers named the colour or shape of another object in the picture, though a linear
 probe read what is where from the Q-Former at 87-92%. Contrastive learning against captions lets the queries
-spread an object's colour, shape and position over several outputs, and then "the colour of the triangle"
-takes reasoning across tokens that four layers do not learn. Here, beside the CLIP loss, each query predicts
+spread an object's colour, shape and position over several outputs; slots make each object one token. (The
+same LLM also fails from a written description of the scene, `mm bench described`, so slots alone will not
+mend the answers; the recipe does not use them yet.) Here, beside the CLIP loss, each query predicts
 the object in its own cell of a G x G grid over the picture (G*G = Q): "nothing", or its shape, colour,
 size, region and centre, so one output carries one object whole and an answer is one attention hop away.
 DETR (Carion et al., 2020) matches predictions to objects with the Hungarian algorithm; a fixed grid is the

@@ -90,8 +90,9 @@ def pretrain_bridge(chat: MMChat, records: list[Record], caches: dict[str, Featu
         batch = BridgePairCollator(chat.tokenizer)([data[i] for i in range(min(512, len(data)))])
         batch = batch.to(next(objective.slots.parameters()).device)
         if batch.slots is not None:
-            outs = model.bridge(modality, batch.states, batch.mask, batch.valid)
-            summary["slot_accuracy"] = objective.slots.accuracy(torch.stack(list(outs)), batch.slots)
+            with torch.no_grad():
+                outs = torch.stack(list(model.bridge(modality, batch.states, batch.mask, batch.valid)))
+            summary["slot_accuracy"] = objective.slots.accuracy(outs, batch.slots)
     return summary
 
 
