@@ -9,7 +9,8 @@ Examples:
 
 from __future__ import annotations
 
-from mm.cli.common import add_limit_args, add_model_args, load_model, parser, positive_float, positive_int
+from mm.cli.common import (add_limit_args, add_model_args, load_model, non_negative_int, parser, positive_float,
+                           positive_int)
 
 
 def main(argv: list[str]) -> int:
@@ -25,6 +26,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--grad-accum", type=positive_int, default=1)
     p.add_argument("--lr", type=positive_float, default=1e-4)
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
+    p.add_argument("--bucket", type=non_negative_int, default=0, metavar="N",
+                   help="batches of similar lengths: sort each window of N batches by example length before "
+                        "cutting it (less padding, faster steps); 0 = plain shuffled batches")
     p.add_argument("--lora-r", type=positive_int, default=8)
     p.add_argument("--merge-lora", action="store_true", help="fold LoRA adapters into the saved LLM")
     p.add_argument("--full-llm", action="store_true",
@@ -61,7 +65,7 @@ def main(argv: list[str]) -> int:
     out = Path(args.out)
     caches = build_caches(chat, records, out / "features")
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-                      mixed_precision=args.mixed_precision)
+                      mixed_precision=args.mixed_precision, bucket=args.bucket)
     summary = train_bridge(chat, records, caches, cfg, out, mode="caption" if args.stage == "bridge" else "dialogue",
                            lora=args.stage == "instruct" and not args.full_llm, full_llm=args.full_llm,
                            lora_r=args.lora_r, resume=not args.no_resume)

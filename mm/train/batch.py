@@ -63,21 +63,43 @@ class Collator:
         cache = self.caches.get(modality)
         return cache is None or key in cache.bad
 
+    def _media(self, ex: Example) -> list[tuple[str, str]] | None:
+        """The example's (modality, key) pairs that go into its prompt; None when one is not in the cache."""
+        media = [(m, k) for m, k in ex.media if not self._silent(m, k)]
+        if any(m not in self.caches or key not in self.caches[m] for m, key in media):
+            return None
+        return media
+
+    def _prompt(self, ex: Example, media: list[tuple[str, str]], tokens: list[int]) -> tuple[list[int], list[int]]:
+        """Token ids and labels with each media placeholder expanded to its query slots (`tokens`: encoder
+        tokens per media item)."""
+        placeholders = [self.model.media_token_ids[m] for m, _ in media]
+        ids, labels = build_prompt(self.tokenizer, self.template, ex.turns, placeholders)
+        counts = [self.model.num_slots(m, n) for (m, _), n in zip(media, tokens)]
+        return expand_placeholders(ids, set(self.model.media_token_ids.values()), counts, labels)
+
+    def length(self, ex: Example | None) -> int:
+        """The example's length in LLM positions (0 when it would be skipped), without loading its features:
+        for length-bucketed batches (`TrainConfig.bucket`)."""
+        media = None if ex is None else self._media(ex)
+        if media is None:
+            return 0
+        ids, _ = self._prompt(ex, media, [self.caches[m].tokens(k) for m, k in media])
+        return min(len(ids), self.max_len)
+
     def __call__(self, examples: list[Example | None]) -> Batch:
         rows, feats = [], {m: [] for m in self.caches}
         order: list[tuple[str, int]] = []
         for ex in examples:
             if ex is None:
                 continue
-            media = [(m, k) for m, k in ex.media if not self._silent(m, k)]
-            if any(m not in self.caches or key not in self.caches[m] for m, key in media):
+            media = self._media(ex)
+            if media is None:
                 self.skipped += 1
                 continue
             item_feats = [(m, self.caches[m].get(key)) for m, key in media]
-            placeholders = [self.model.media_token_ids[m] for m, _ in item_feats]
-            ids, labels = build_prompt(self.tokenizer, self.template, ex.turns, placeholders)
+            ids, labels = self._prompt(ex, media, [f.shape[0] for _, f in item_feats])
             counts = [self.model.num_slots(m, f.shape[0]) for m, f in item_feats]
-            ids, labels = expand_placeholders(ids, set(self.model.media_token_ids.values()), counts, labels)
             if len(ids) > self.max_len:
                 if sum(counts) >= self.max_len:
                     self.skipped += 1

@@ -148,3 +148,10 @@ class FeatureCache:
         if shard not in self._handles:
             self._handles[shard] = safe_open(str(self.dir / shard), framework="pt")
         return self._handles[shard].get_tensor(name)
+
+    def tokens(self, key: str) -> int:
+        """How many encoder tokens the item with media key `key` has, read from the shard's header only."""
+        shard, name = self.where[self._index_key(key)].split(":")
+        if shard not in self._handles:
+            self._handles[shard] = safe_open(str(self.dir / shard), framework="pt")
+        return int(self._handles[shard].get_slice(name).get_shape()[0])

@@ -42,7 +42,8 @@ def pretrain_lm(chat: MMChat, records: list[Record], cfg: TrainConfig, out: Path
     _only_trainable(model, ("llm.",))
     collate = Collator(model, chat.tokenizer, chat.template, max_len=256)
     summary = train(BridgeObjective(model), ExampleDataset(records, "text", cfg.seed), collate, cfg, out,
-                    resume=resume, desc="stage0-lm", count_tokens=lambda b: b.num_tokens, accelerator=accelerator)
+                    resume=resume, desc="stage0-lm", count_tokens=lambda b: b.num_tokens, accelerator=accelerator,
+                    length=collate.length)
     model.requires_grad_(False)
     return summary
 
@@ -152,7 +153,7 @@ def train_bridge(chat: MMChat, records: list[Record], caches: dict[str, FeatureC
     collate = Collator(model, chat.tokenizer, chat.template, caches, max_len=512)
     summary = train(BridgeObjective(model), ExampleDataset(records, mode, cfg.seed), collate, cfg, out,
                     resume=resume, desc="stage2-instruct" if mode == "dialogue" else "stage1-bridge",
-                    count_tokens=lambda b: b.num_tokens, accelerator=accelerator)
+                    count_tokens=lambda b: b.num_tokens, accelerator=accelerator, length=collate.length)
     model.requires_grad_(False)
     summary["skipped_examples"] = collate.skipped
     summary["unreadable_media"] = {m: len(c.bad) for m, c in caches.items()}

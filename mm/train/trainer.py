@@ -27,6 +27,8 @@ from accelerate.utils import DistributedDataParallelKwargs
 from torch import nn
 from tqdm import tqdm
 
+from mm.train.buckets import bucketed
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
@@ -47,6 +49,9 @@ class TrainConfig:
     ckpt_every: int = 200  # steps between checkpoints
     seed: int = 0  # data order and dropout
     max_nonfinite: int = 20  # consecutive non-finite losses before giving up
+    # Length buckets: each window of this many batches is sorted by example length before it is cut into
+    # batches (mm.train.buckets); 0 = plain shuffled batches. Only for stages that give `train` a length.
+    bucket: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
@@ -65,16 +70,22 @@ def cosine(step: int, cfg: TrainConfig) -> float:
 
 
 def _batches(dataset: Any, collate: Callable, cfg: TrainConfig, rank: int, world: int,
-             epoch: int, offset: int) -> Iterator[tuple[int, int, Any]]:
-    """(epoch, offset after this batch, batch) forever, from a position."""
+             epoch: int, offset: int, length: Callable[[Any], int] | None = None) -> Iterator[tuple[int, int, Any]]:
+    """(epoch, offset after this batch, batch) forever, from a position; with `length` (an example's size)
+    and `cfg.bucket`, batches of similar lengths (mm.train.buckets)."""
     n = len(dataset)
     per_step = cfg.batch_size * world
     while True:
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-        while offset + per_step <= n:
-            idx = order[offset + rank * cfg.batch_size: offset + (rank + 1) * cfg.batch_size]
+        if length is not None and cfg.bucket > 1:
+            steps: Iterator[np.ndarray] = bucketed(order, offset, per_step, cfg.bucket,
+                                                   lambda i: length(dataset[i]), cfg.seed, epoch)
+        else:
+            steps = (order[k: k + per_step] for k in range(offset, n - per_step + 1, per_step))
+        for group in steps:
+            idx = group[rank * cfg.batch_size: (rank + 1) * cfg.batch_size]
             offset += per_step
             yield epoch, offset, collate([dataset[int(i)] for i in idx])
         epoch, offset = epoch + 1, 0
@@ -89,8 +100,10 @@ def make_accelerator(mixed_precision: str = "no") -> Accelerator:
 
 def train(objective: nn.Module, dataset: Any, collate: Callable, cfg: TrainConfig, out_dir: str | Path,
           *, resume: bool = False, desc: str = "train", count_tokens: Callable[[Any], int] | None = None,
-          accelerator: Accelerator | None = None) -> dict[str, Any]:
-    """Train `objective(batch) -> loss` on its trainable parameters; returns a summary."""
+          accelerator: Accelerator | None = None, length: Callable[[Any], int] | None = None) -> dict[str, Any]:
+    """Train `objective(batch) -> loss` on its trainable parameters; returns a summary.
+
+    `length(example)`: an example's size in tokens, for `cfg.bucket` (batches of similar lengths)."""
     out_dir = Path(out_dir)
     acc = accelerator or make_accelerator(cfg.mixed_precision)
     if acc.is_main_process:
@@ -129,7 +142,7 @@ def train(objective: nn.Module, dataset: Any, collate: Callable, cfg: TrainConfi
             return torch.autocast(device.type, dtype=torch.bfloat16)
         return acc.autocast()
 
-    data = _batches(dataset, collate, cfg, acc.process_index, acc.num_processes, epoch, offset)
+    data = _batches(dataset, collate, cfg, acc.process_index, acc.num_processes, epoch, offset, length)
     log_file = out_dir / "metrics.jsonl"
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not acc.is_main_process, dynamic_ncols=True)
     t0, tokens, losses, consecutive = time.perf_counter(), 0, [], 0

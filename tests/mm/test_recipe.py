@@ -51,13 +51,16 @@ def test_stage_training_on_user_data_saves_lora_apart_or_merged(tmp_path):
     r = run("train", "--stage", "bridge", "--out", str(tmp_path / "b"), *common)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "unreadable media: {'image': 0, 'audio': 0}" in r.stdout
-    r = run("train", "--stage", "instruct", "--model", str(tmp_path / "b/model"), "--out", str(tmp_path / "i"), *common)
+    r = run("train", "--stage", "instruct", "--model", str(tmp_path / "b/model"), "--out", str(tmp_path / "i"),
+            "--bucket", "2", *common)
     assert r.returncode == 0, r.stderr[-2000:]
+    bad = run("train", "--stage", "instruct", "--out", str(tmp_path / "x"), "--bucket", "-1", *common)
+    assert bad.returncode == 2 and "--bucket: '-1' must be >= 0" in bad.stderr
     assert (tmp_path / "i/model/lora/adapter_config.json").exists()
     with_adapters = mm.load(tmp_path / "i/model")
     assert any("lora_" in n for n, _ in with_adapters.model.llm.named_parameters())
     r = run("train", "--stage", "instruct", "--model", str(tmp_path / "b/model"), "--out", str(tmp_path / "m"),
-            "--merge-lora", *common)
+            "--merge-lora", "--bucket", "2", *common)
     assert r.returncode == 0, r.stderr[-2000:]
     merged = mm.load(tmp_path / "m/model")
     assert not (tmp_path / "m/model/lora").exists()

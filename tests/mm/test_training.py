@@ -8,7 +8,9 @@ import torch
 
 import mm
 from mm.synth import write_split
-from mm.train.batch import BridgeObjective
+from mm.train import trainer
+from mm.train.batch import BridgeObjective, Collator
+from mm.train.examples import ExampleDataset
 from mm.train.features import FeatureCache
 from mm.train.sources import read_jsonl
 from mm.train.stages import build_caches, train_bridge
@@ -78,6 +80,29 @@ def test_feature_cache_follows_content_when_the_world_moves(world, tmp_path):
     assert torch.equal(reopened.get(old_key), caches["image"].get(old_key))
 
 
+def test_collator_length_is_the_collated_length_without_loading_features(world, tmp_path, monkeypatch):
+    records, _ = world
+    chat = fresh()
+    caches = build_caches(chat, records, tmp_path / "f")
+    collate = Collator(chat.model, chat.tokenizer, chat.template, caches, max_len=512)
+    data = ExampleDataset(records, "dialogue", 0)
+    examples = [data[i] for i in range(len(records))]
+    expected = [int(collate([ex]).num_tokens) if collate._media(ex) is not None else 0 for ex in examples]
+    assert 0 in expected and len(set(expected)) > 5  # the broken image, and lengths that differ
+    for cache in caches.values():
+        monkeypatch.setattr(cache, "get", None)  # length() must read only the shards' headers
+    assert [collate.length(ex) for ex in examples] == expected
+    # Length buckets cut the padding of a stage-2 epoch.
+    monkeypatch.undo()
+
+    def padding(bucket):
+        batches = trainer._batches(data, collate, _cfg(batch_size=6, bucket=bucket), 0, 1, 0, 0, collate.length)
+        masks = [next(batches)[2].attention_mask for _ in range(len(records) // 6)]
+        return sum(int((m == 0).sum()) for m in masks) / sum(m.numel() for m in masks)
+
+    assert padding(len(records) // 6) < 0.5 * padding(0)
+
+
 def _cfg(**kw):
     return TrainConfig(**{"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup": 2, "log_every": 1, "ckpt_every": 3, **kw})
 
@@ -110,19 +135,18 @@ def test_a_frozen_qformer_keeps_its_weights_while_its_projection_trains(world, t
         train_bridge(chat, records, caches, _cfg(), tmp_path / "bad", mode="caption", frozen_qformers=("smell",))
 
 
-def test_interrupted_run_resumes_exactly(world, tmp_path, monkeypatch):
+@pytest.mark.parametrize("bucket", [0, 2])  # with length buckets the crash falls inside a window
+def test_interrupted_run_resumes_exactly(world, tmp_path, monkeypatch, bucket):
     records, _ = world
     caches = build_caches(fresh(), records, tmp_path / "f")
     straight = fresh()
-    train_bridge(straight, records, caches, _cfg(), tmp_path / "a", mode="dialogue", lora=True)
+    train_bridge(straight, records, caches, _cfg(bucket=bucket), tmp_path / "a", mode="dialogue", lora=True)
 
     class Crash(Exception):
         pass
 
     crashing = fresh()
     calls = {"n": 0}
-    import mm.train.trainer as trainer
-
     original = trainer._batches
 
     def crash_after_three(*a, **k):
@@ -134,11 +158,11 @@ def test_interrupted_run_resumes_exactly(world, tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer, "_batches", crash_after_three)
     with pytest.raises(Crash):
-        train_bridge(crashing, records, caches, _cfg(), tmp_path / "b", mode="dialogue", lora=True)
+        train_bridge(crashing, records, caches, _cfg(bucket=bucket), tmp_path / "b", mode="dialogue", lora=True)
     monkeypatch.setattr(trainer, "_batches", original)
     assert json.loads((tmp_path / "b/metrics.jsonl").read_text().splitlines()[-1])["step"] == 3
     resumed = fresh()
-    train_bridge(resumed, records, caches, _cfg(), tmp_path / "b", mode="dialogue", lora=True)
+    train_bridge(resumed, records, caches, _cfg(bucket=bucket), tmp_path / "b", mode="dialogue", lora=True)
     for k, v in bridge_state(straight).items():
         torch.testing.assert_close(bridge_state(resumed)[k], v)
     lora = {n: p for n, p in straight.model.llm.named_parameters() if "lora_" in n}
