@@ -14,13 +14,22 @@ import numpy as np
 
 def window_batches(order: np.ndarray, start: int, per_step: int, window: int, length: Callable[[int], int],
                    seed: int, epoch: int) -> list[np.ndarray]:
-    """The batches (index arrays of `per_step`) of the window that begins at `order[start]`, in training order.
+    """The batches (index arrays of `per_step`) of the window that begins at `order[start]`, in training order;
+    `length(i)` of an example the collator skips is 0.
 
     `start` is a multiple of `window * per_step`; indices past the last whole batch of the epoch are left out."""
     usable = len(order) - len(order) % per_step
     idx = order[start: min(start + window * per_step, usable)]
     lengths = np.array([length(int(i)) for i in idx])
     ranked = idx[np.argsort(lengths, kind="stable")]
+    # Length 0: an example the collator will skip (unreadable media). Sorted together they could fill a whole
+    # batch, which cannot be trained on; spread evenly over the window instead.
+    skipped = int((lengths == 0).sum())
+    if skipped:
+        spread = list(ranked[skipped:])
+        for j, i in enumerate(ranked[:skipped]):
+            spread.insert(j * len(ranked) // skipped, i)
+        ranked = np.array(spread, dtype=idx.dtype)
     batches = [ranked[k: k + per_step] for k in range(0, len(ranked), per_step)]
     shuffle = np.random.default_rng([seed, epoch, start]).permutation(len(batches))
     return [batches[int(k)] for k in shuffle]

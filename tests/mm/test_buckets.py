@@ -40,3 +40,12 @@ def test_resuming_at_any_offset_continues_the_same_batches_and_epochs_differ():
         assert epoch(offset=4 * k) == full[k:]
     assert epoch(e=1) != full
     assert epoch() == full  # no hidden state
+
+
+def test_examples_that_will_be_skipped_are_spread_so_no_batch_is_empty():
+    lengths = np.where(np.arange(103) % 3 == 0, 0, LENGTHS)  # a third unreadable
+    order = np.random.default_rng(0).permutation(103)
+    for per_step, window in ((4, 5), (6, 17), (2, 51)):
+        batches = list(bucketed(order, 0, per_step, window, lambda i: int(lengths[i]), 0, 0))
+        assert all((lengths[b] > 0).any() for b in batches)
+        assert sorted(i for b in batches for i in b) == sorted(order[: len(order) - len(order) % per_step])
