@@ -8,7 +8,8 @@ clips' motion and speed, read from the video path before and after the temporal 
 image questions of fresh held-out scenes asked about the picture and about the scene's caption written in its
 place, with no media: what the LLM makes of a perfect description) and `chat` (time to first token of
 the follow-ups of a 5-turn image+audio conversation, the engine's prefix cache against prefilling the whole
-history every turn, with identical greedy answers).
+history every turn, with identical greedy answers) and `batches` (stage-2 training steps on plain shuffled
+batches against length-bucketed ones, `mm train --bucket`: padding and step time, timed alternately).
 
 Figures are measured side by side in one run and reported as ratios; BENCHMARKS.md records them.
 
@@ -24,6 +25,8 @@ Examples:
   mm bench probe-video --json --clips 2000 --test-clips 500
   mm bench described --json --scenes 100 --seed 777
   mm bench chat --json --repeats 7 --threads 1
+  mm bench batches --json --model runs/tiny/stage1-bridge/model --data runs/tiny/world/train.jsonl \
+    --features runs/tiny/features
 """
 
 from __future__ import annotations
@@ -40,16 +43,18 @@ def main(argv: list[str]) -> int:
 
     p = parser("bench", __doc__)
     p.add_argument("name", choices=["caption", "compare", "qformer", "fullsize", "serve", "probe", "probe-video",
-                                     "described", "chat"])
+                                     "described", "chat", "batches"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--items", type=int, default=64, help="caption: images to caption")
-    p.add_argument("--batch-size", type=int, default=16, help="caption: batch size")
+    p.add_argument("--batch-size", type=int, default=None, help="caption: batch size (default 16); "
+                   "batches: examples per step (default 64)")
     p.add_argument("--lengths", type=float, nargs="+", default=[10, 20, 40], help="compare: clip lengths (s)")
     p.add_argument("--pair-seconds", type=float, default=60, help="compare: length of the timed pair")
     p.add_argument("--no-describe", action="store_true", help="compare: skip the model's descriptions")
     p.add_argument("--batch", type=int, default=8, help="qformer: items per forward")
     p.add_argument("--tokens", type=int, default=257, help="qformer: encoder tokens per item (EVA ViT-g: 257)")
-    p.add_argument("--repeats", type=int, default=7, help="qformer, chat: timed runs of each (median reported)")
+    p.add_argument("--repeats", type=int, default=7,
+                   help="qformer, chat, batches: timed runs (steps) of each (median reported)")
     p.add_argument("--tiny", action="store_true", help="qformer: a toy-size Q-Former (for tests)")
     p.add_argument("--out", default=None, help="fullsize: folder for the 15.6 GB release (default: temp)")
     p.add_argument("--keep", action="store_true", help="fullsize: keep the written release")
@@ -64,7 +69,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--encoder", default=None,
                    help="probe: a registered image encoder to probe alone (weights: --image-encoder), not --model's")
     p.add_argument("--scenes", type=positive_int, default=None,
-                   help="probe: training scenes (default 3000); described: held-out scenes (default 100)")
+                   help="probe: training scenes (default 3000); described: held-out scenes (default 100); "
+                   "batches: scenes of the synthetic world (default 2000)")
     p.add_argument("--test-scenes", type=positive_int, default=1000, help="probe: held-out scenes per renderer")
     p.add_argument("--renderers", nargs="+", default=["train"], choices=["train", "alt", "classic"],
                    help="probe: renderers of the held-out scenes; the probe trains on the first")
@@ -77,6 +83,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--chat-tokens", type=positive_int, default=32, help="chat: max_new_tokens of every turn")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="chat: torch threads (default: torch's; 1 gives steadier figures on a busy machine)")
+    p.add_argument("--data", default=None, help="batches: training data as `mm train --data` reads it "
+                   "(default: a fresh synthetic world of --scenes scenes, with sounds and clips in the recipe's shares)")
+    p.add_argument("--window", type=positive_int, default=50, help="batches: batches per length-sorted window")
+    p.add_argument("--features", default=None, help="batches: a feature cache to reuse, e.g. a recipe run's "
+                   "features/ (default: a temporary one, built first)")
     add_model_args(p)
     args = p.parse_args(argv)
     if args.name == "chat":
@@ -87,6 +98,8 @@ def main(argv: list[str]) -> int:
         return _probe_video(p, args)
     if args.name == "described":
         return _described(p, args)
+    if args.name == "batches":
+        return _batches(p, args)
     if args.name == "serve":  # starts `mm serve` in a subprocess; this process loads no model
         from mm.bench_serve import bench_serve
 
@@ -114,9 +127,10 @@ def main(argv: list[str]) -> int:
         return 0
     chat = load_model(args)
     if args.name == "caption":
-        if args.items < 1 or args.batch_size < 1:
+        batch_size = 16 if args.batch_size is None else args.batch_size
+        if args.items < 1 or batch_size < 1:
             p.error("--items and --batch-size must be >= 1")
-        result = bench_caption(chat, args.items, args.batch_size)
+        result = bench_caption(chat, args.items, batch_size)
     else:
         if min(args.lengths) <= 0 or args.pair_seconds <= 0:
             p.error("lengths must be positive")
@@ -186,9 +200,41 @@ def _described(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     scenes = args.scenes or 100
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_split(Path(tmp) / "world", "test", scenes, 0, args.seed)
-        result = described_vs_seen(chat, manifest, batch_size=args.batch_size)
+        result = described_vs_seen(chat, manifest, batch_size=16 if args.batch_size is None else args.batch_size)
     result = {"bench": "described", "model": args.model, "seed": args.seed, "machine": machine(), **result}
     print(json.dumps(result, ensure_ascii=False) if args.json else json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _batches(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import tempfile
+
+    from mm.bench import machine
+    from mm.bench_batches import bench_batches
+    from mm.errors import InputError
+    from mm.synth import write_split
+    from mm.train.sources import read_source
+
+    batch_size = 64 if args.batch_size is None else args.batch_size
+    if batch_size < 1 or args.repeats < 1 or args.window < 2:
+        p.error("--batch-size and --repeats must be >= 1, --window >= 2")
+    chat = load_model(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.data is None:
+            n = args.scenes or 2000
+            manifest = write_split(Path(tmp) / "world", "train", n, n * 2 // 5, args.seed, n_videos=n // 5,
+                                   n_pairs=n * 3 // 40)
+        else:
+            manifest = args.data
+        try:
+            records = list(read_source(str(manifest)))
+            features = Path(args.features) if args.features else Path(tmp) / "features"
+            result = bench_batches(chat, records, features, window=args.window, batch_size=batch_size,
+                                   steps=args.repeats)
+        except (InputError, ValueError) as e:
+            p.error(str(e))
+    result = {"bench": "batches", "model": args.model, "data": args.data, "machine": machine(), **result}
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 
 

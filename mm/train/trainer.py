@@ -69,7 +69,7 @@ def cosine(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _batches(dataset: Any, collate: Callable, cfg: TrainConfig, rank: int, world: int,
+def batches(dataset: Any, collate: Callable, cfg: TrainConfig, rank: int, world: int,
              epoch: int, offset: int, length: Callable[[Any], int] | None = None) -> Iterator[tuple[int, int, Any]]:
     """(epoch, offset after this batch, batch) forever, from a position; with `length` (an example's size)
     and `cfg.bucket`, batches of similar lengths (mm.train.buckets)."""
@@ -142,7 +142,7 @@ def train(objective: nn.Module, dataset: Any, collate: Callable, cfg: TrainConfi
             return torch.autocast(device.type, dtype=torch.bfloat16)
         return acc.autocast()
 
-    data = _batches(dataset, collate, cfg, acc.process_index, acc.num_processes, epoch, offset, length)
+    data = batches(dataset, collate, cfg, acc.process_index, acc.num_processes, epoch, offset, length)
     log_file = out_dir / "metrics.jsonl"
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not acc.is_main_process, dynamic_ncols=True)
     t0, tokens, losses, consecutive = time.perf_counter(), 0, [], 0

@@ -96,7 +96,7 @@ def test_collator_length_is_the_collated_length_without_loading_features(world, 
     monkeypatch.undo()
 
     def padding(bucket):
-        batches = trainer._batches(data, collate, _cfg(batch_size=6, bucket=bucket), 0, 1, 0, 0, collate.length)
+        batches = trainer.batches(data, collate, _cfg(batch_size=6, bucket=bucket), 0, 1, 0, 0, collate.length)
         masks = [next(batches)[2].attention_mask for _ in range(len(records) // 6)]
         return sum(int((m == 0).sum()) for m in masks) / sum(m.numel() for m in masks)
 
@@ -147,7 +147,7 @@ def test_interrupted_run_resumes_exactly(world, tmp_path, monkeypatch, bucket):
 
     crashing = fresh()
     calls = {"n": 0}
-    original = trainer._batches
+    original = trainer.batches
 
     def crash_after_three(*a, **k):
         for item in original(*a, **k):
@@ -156,10 +156,10 @@ def test_interrupted_run_resumes_exactly(world, tmp_path, monkeypatch, bucket):
                 raise Crash
             yield item
 
-    monkeypatch.setattr(trainer, "_batches", crash_after_three)
+    monkeypatch.setattr(trainer, "batches", crash_after_three)
     with pytest.raises(Crash):
         train_bridge(crashing, records, caches, _cfg(bucket=bucket), tmp_path / "b", mode="dialogue", lora=True)
-    monkeypatch.setattr(trainer, "_batches", original)
+    monkeypatch.setattr(trainer, "batches", original)
     assert json.loads((tmp_path / "b/metrics.jsonl").read_text().splitlines()[-1])["step"] == 3
     resumed = fresh()
     train_bridge(resumed, records, caches, _cfg(bucket=bucket), tmp_path / "b", mode="dialogue", lora=True)
