@@ -210,9 +210,9 @@ def _batches(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     import tempfile
 
     from mm.bench import machine
-    from mm.bench_batches import bench_batches
     from mm.errors import InputError
     from mm.synth import write_split
+    from mm.train.bench_batches import bench_batches
     from mm.train.sources import read_source
 
     batch_size = 64 if args.batch_size is None else args.batch_size

@@ -9,8 +9,15 @@ Examples:
 
 from __future__ import annotations
 
-from mm.cli.common import (add_limit_args, add_model_args, load_model, non_negative_int, parser, positive_float,
-                           positive_int)
+from mm.cli.common import (
+    add_limit_args,
+    add_model_args,
+    load_model,
+    non_negative_int,
+    parser,
+    positive_float,
+    positive_int,
+)
 
 
 def main(argv: list[str]) -> int:
