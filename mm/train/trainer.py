@@ -56,6 +56,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError(f"steps, batch_size, grad_accum must be >= 1: {self.steps}, {self.batch_size}, {self.grad_accum}")
+        if self.bucket < 0:
+            raise ValueError(f"bucket must be >= 0 (0 = plain batches): {self.bucket}")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -70,7 +72,7 @@ def cosine(step: int, cfg: TrainConfig) -> float:
 
 
 def batches(dataset: Any, collate: Callable, cfg: TrainConfig, rank: int, world: int,
-             epoch: int, offset: int, length: Callable[[Any], int] | None = None) -> Iterator[tuple[int, int, Any]]:
+            epoch: int, offset: int, length: Callable[[Any], int] | None = None) -> Iterator[tuple[int, int, Any]]:
     """(epoch, offset after this batch, batch) forever, from a position; with `length` (an example's size)
     and `cfg.bucket`, batches of similar lengths (mm.train.buckets)."""
     n = len(dataset)

@@ -49,3 +49,12 @@ def test_examples_that_will_be_skipped_are_spread_so_no_batch_is_empty():
         batches = list(bucketed(order, 0, per_step, window, lambda i: int(lengths[i]), 0, 0))
         assert all((lengths[b] > 0).any() for b in batches)
         assert sorted(i for b in batches for i in b) == sorted(order[: len(order) - len(order) % per_step])
+
+
+def test_a_negative_window_is_refused():
+    import pytest
+
+    from mm.train.trainer import TrainConfig
+
+    with pytest.raises(ValueError, match="bucket must be >= 0"):
+        TrainConfig(bucket=-1)
