@@ -1,8 +1,10 @@
 """Length-bucketed batches: every example once per epoch, similar lengths together, exact resume."""
 
 import numpy as np
+import pytest
 
 from mm.train.buckets import bucketed, window_batches
+from mm.train.trainer import TrainConfig
 
 LENGTHS = np.random.default_rng(3).integers(5, 200, size=103)
 
@@ -52,9 +54,5 @@ def test_examples_that_will_be_skipped_are_spread_so_no_batch_is_empty():
 
 
 def test_a_negative_window_is_refused():
-    import pytest
-
-    from mm.train.trainer import TrainConfig
-
     with pytest.raises(ValueError, match="bucket must be >= 0"):
         TrainConfig(bucket=-1)
