@@ -70,13 +70,15 @@ class Collator:
             return None
         return media
 
-    def _prompt(self, ex: Example, media: list[tuple[str, str]], tokens: list[int]) -> tuple[list[int], list[int]]:
-        """Token ids and labels with each media placeholder expanded to its query slots (`tokens`: encoder
-        tokens per media item)."""
+    def _prompt(self, ex: Example, media: list[tuple[str, str]],
+                tokens: list[int]) -> tuple[list[int], list[int], list[int]]:
+        """Token ids and labels with each media placeholder expanded to its query slots, and the slots per media
+        item (`tokens`: encoder tokens per media item)."""
         placeholders = [self.model.media_token_ids[m] for m, _ in media]
         ids, labels = build_prompt(self.tokenizer, self.template, ex.turns, placeholders)
         counts = [self.model.num_slots(m, n) for (m, _), n in zip(media, tokens)]
-        return expand_placeholders(ids, set(self.model.media_token_ids.values()), counts, labels)
+        ids, labels = expand_placeholders(ids, set(self.model.media_token_ids.values()), counts, labels)
+        return ids, labels, counts
 
     def length(self, ex: Example | None) -> int:
         """The example's length in LLM positions (0 when it would be skipped), without loading its features:
@@ -84,7 +86,7 @@ class Collator:
         media = None if ex is None else self._media(ex)
         if media is None:
             return 0
-        ids, _ = self._prompt(ex, media, [self.caches[m].tokens(k) for m, k in media])
+        ids, _, _ = self._prompt(ex, media, [self.caches[m].tokens(k) for m, k in media])
         return min(len(ids), self.max_len)
 
     def __call__(self, examples: list[Example | None]) -> Batch:
@@ -98,8 +100,7 @@ class Collator:
                 self.skipped += 1
                 continue
             item_feats = [(m, self.caches[m].get(key)) for m, key in media]
-            ids, labels = self._prompt(ex, media, [f.shape[0] for _, f in item_feats])
-            counts = [self.model.num_slots(m, f.shape[0]) for m, f in item_feats]
+            ids, labels, counts = self._prompt(ex, media, [f.shape[0] for _, f in item_feats])
             if len(ids) > self.max_len:
                 if sum(counts) >= self.max_len:
                     self.skipped += 1
