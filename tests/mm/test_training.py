@@ -103,6 +103,32 @@ def test_collator_length_is_the_collated_length_without_loading_features(world, 
     assert padding(len(records) // 6) < 0.5 * padding(0)
 
 
+def test_collator_tokenizes_a_measured_prompt_once(world, tmp_path, monkeypatch):
+    """Length-bucketed batches measure every example, then collate it: the batch reuses the measured prompt
+    and equals the one a fresh collator builds."""
+    from mm.train import batch as batch_module
+
+    records, _ = world
+    chat = fresh()
+    caches = build_caches(chat, records, tmp_path / "f")
+    data = ExampleDataset(records, "dialogue", 0)
+    examples = [ex for ex in (data[i] for i in range(len(records))) if Collator(
+        chat.model, chat.tokenizer, chat.template, caches).length(ex)][:6]
+    reference = Collator(chat.model, chat.tokenizer, chat.template, caches)(examples)
+    collate = Collator(chat.model, chat.tokenizer, chat.template, caches)
+    built = []
+    real = batch_module.build_prompt
+    monkeypatch.setattr(batch_module, "build_prompt", lambda *a, **k: built.append(1) or real(*a, **k))
+    lengths = [collate.length(ex) for ex in examples]
+    assert len(built) == len(examples)
+    got = collate(examples)
+    assert len(built) == len(examples)  # no prompt built a second time
+    assert torch.equal(got.input_ids, reference.input_ids) and torch.equal(got.labels, reference.labels)
+    assert lengths == [int(n) for n in got.attention_mask.sum(1)]
+    collate(examples)  # a memo entry serves one batch: the same examples again are built anew
+    assert len(built) == 2 * len(examples)
+
+
 def _cfg(**kw):
     return TrainConfig(**{"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup": 2, "log_every": 1, "ckpt_every": 3, **kw})
 
