@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
@@ -15,14 +16,19 @@ from torch import nn
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def add_lora(model: nn.Module, r: int = 8, alpha: int | None = None, dropout: float = 0.0) -> None:
-    """Wrap `model.llm` with trainable LoRA adapters (alpha defaults to 2r); the base weights stay frozen."""
+def add_lora(model: nn.Module, r: int = 8, alpha: int | None = None, dropout: float = 0.0, seed: int = 0) -> None:
+    """Wrap `model.llm` with trainable LoRA adapters (alpha defaults to 2r); the base weights stay frozen.
+
+    The adapters' random initialisation comes from `seed`, not from whatever the process drew before, so the
+    same call gives the same adapters (the global RNG is left as it was)."""
     names = {n.rsplit(".", 1)[-1] for n, _ in model.llm.named_modules()}
     targets = [t for t in TARGETS if t in names]
     if not targets:
         raise ValueError(f"no LoRA target modules found in {type(model.llm).__name__}")
     cfg = LoraConfig(r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout, target_modules=targets, bias="none")
-    model.llm = get_peft_model(model.llm, cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.llm = get_peft_model(model.llm, cfg)
 
 
 def has_lora(model: nn.Module) -> bool:

@@ -142,7 +142,7 @@ def train_bridge(chat: MMChat, records: list[Record], caches: dict[str, FeatureC
         raise ValueError(f"frozen_qformers names no Q-Former of this model: {', '.join(unknown)} "
                          f"(it has {', '.join(sorted(model.qformers))})")
     if lora and not has_lora(model):
-        add_lora(model, r=lora_r)
+        add_lora(model, r=lora_r, seed=cfg.seed)
     _only_trainable(model, BRIDGE_PREFIXES + ((LLM_PREFIX,) if full_llm else ()))
     for modality in frozen_qformers:
         model.qformers[modality].requires_grad_(False)

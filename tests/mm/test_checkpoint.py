@@ -160,6 +160,23 @@ def test_a_file_of_another_architecture_names_what_does_not_fit(trained, tmp_pat
         mm.load(tmp_path)
 
 
+def test_lora_adapters_start_from_their_seed_not_from_the_process_history():
+    """Two runs of the same config in one process (a resumed run beside a straight one) start alike."""
+    from mm.lora import add_lora
+
+    def adapters(seed, draws):
+        chat = mm.load("mm-tiny")
+        torch.rand(draws)  # whatever ran before in this process
+        before = torch.random.get_rng_state()
+        add_lora(chat.model, r=2, seed=seed)
+        assert torch.equal(torch.random.get_rng_state(), before)  # the global RNG is left as it was
+        return {n: p.detach().clone() for n, p in chat.model.llm.named_parameters() if "lora_A" in n}
+
+    a, b, other = adapters(0, 3), adapters(0, 1000), adapters(1, 3)
+    assert a and all(torch.equal(a[n], b[n]) for n in a)
+    assert not all(torch.equal(a[n], other[n]) for n in a)
+
+
 def test_lora_adapters_are_saved_apart_or_merged_and_answer_alike(tmp_path):
     from mm.lora import add_lora, has_lora
 
