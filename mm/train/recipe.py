@@ -59,8 +59,10 @@ class TinyRecipe:
     # (full tuning 55% from the same stage 1; see README, "Training notes").
     full_llm: bool = True
     # bf16 autocast halves step time on CPUs with AVX512-BF16 and is what GPUs use anyway.
+    # Stages 0 (LM) and 1 (captions) on length-bucketed batches too: their first 80 steps took 0.53x and 0.76x
+    # the time of plain ones (mm.train.buckets, BENCHMARKS.md).
     lm: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1000, batch_size=64, lr=2e-3, warmup=50, mixed_precision="bf16"))
+        steps=1000, batch_size=64, lr=2e-3, warmup=50, mixed_precision="bf16", bucket=50))
     image_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=800, batch_size=64, lr=1e-3, warmup=30, mixed_precision="bf16"))
     audio_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(
@@ -85,7 +87,7 @@ class TinyRecipe:
     # at 97 / 99% after stage 1a, 65 / 65% after stage 1, 36 / 49% after stage 2 (mm bench probe-video).
     frozen_qformers: tuple[str, ...] = ("video",)
     bridge: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=600, batch_size=64, lr=1e-3, warmup=50, mixed_precision="bf16"))
+        steps=600, batch_size=64, lr=1e-3, warmup=50, mixed_precision="bf16", bucket=50))
     # Stage 2 underfits at 1800 steps of 5e-4 (59% on its own training images as on held-out ones): longer,
     # faster, with 2-4 questions of different types per example (mm.train.examples.DIALOGUE_QUESTIONS); its
     # loss was still falling at 2400 steps. 5000 steps on length-bucketed batches (windows of 50, padding 46% ->
