@@ -32,7 +32,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--grad-accum", type=positive_int, default=1)
     p.add_argument("--lr", type=positive_float, default=1e-4)
-    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
+    p.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"], default="auto",
+                   help="autocast; auto (default): bf16 where the hardware computes it natively (CUDA, CPUs "
+                        "with AVX512-BF16 or AMX), else fp32")
     p.add_argument("--bucket", type=non_negative_int, default=0, metavar="N",
                    help="batches of similar lengths: sort each window of N batches by example length before "
                         "cutting it (less padding, faster steps); 0 = plain shuffled batches")

@@ -1,7 +1,7 @@
 """`mm bench batches`: stage-2 training steps on plain shuffled batches against length-bucketed ones.
 
 Both kinds of batch are drawn from the same records and timed alternately in one process (forward and
-backward of the whole LLM and the bridges, bf16 autocast as the recipe trains), so a busy machine slows
+backward of the whole LLM and the bridges, under the autocast the recipe's "auto" picks here), so a busy machine slows
 both alike; reported: the share of LLM positions that are padding, positions per step, collation and step
 seconds, and the step-time ratio.
 """
@@ -17,6 +17,7 @@ import torch
 
 from mm.train.batch import BridgeObjective, Collator
 from mm.train.examples import ExampleDataset
+from mm.train.precision import resolve_precision
 from mm.train.stages import build_caches
 from mm.train.trainer import TrainConfig, batches
 
@@ -44,6 +45,7 @@ def bench_batches(chat: MMChat, records: list[Record], features: Path, *, window
     for part in (*model.qformers.values(), *model.projectors.values()):
         part.requires_grad_(True)
     objective = BridgeObjective(model).train()
+    bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"
     seen: dict[str, dict[str, list[float]]] = {k: {"collate": [], "step": [], "positions": [], "real": []} for k in kinds}
     try:
         for i in range(warmup + steps):
@@ -52,7 +54,7 @@ def bench_batches(chat: MMChat, records: list[Record], features: Path, *, window
                 _, _, batch = next(draws[kind])
                 collated = time.perf_counter() - t
                 t = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     loss = objective(batch)
                 loss.backward()
                 model.zero_grad(set_to_none=True)
@@ -65,7 +67,8 @@ def bench_batches(chat: MMChat, records: list[Record], features: Path, *, window
     finally:
         model.requires_grad_(False)
         model.eval()
-    out: dict[str, Any] = {"records": len(records), "batch_size": batch_size, "window": window, "steps": steps}
+    out: dict[str, Any] = {"records": len(records), "batch_size": batch_size, "window": window, "steps": steps,
+                           "precision": "bf16" if bf16 else "no"}
     for kind, row in seen.items():
         out[kind] = {"padding": 1 - sum(row["real"]) / sum(row["positions"]),
                      "positions_per_step": statistics.mean(row["positions"]),

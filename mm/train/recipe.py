@@ -31,6 +31,7 @@ from mm.synth import write_split
 from mm.tokenizer import build_tokenizer
 from mm.train.encoder_pretrain import pretrain_image_encoder
 from mm.train.features import FeatureCache
+from mm.train.precision import resolve_precision
 from mm.train.sources import Record, read_jsonl
 from mm.train.stages import build_caches, pretrain_bridge, pretrain_encoder, pretrain_lm, train_bridge
 from mm.train.trainer import TrainConfig, make_accelerator
@@ -58,24 +59,25 @@ class TinyRecipe:
     # Stage 2 trains the whole 256-wide LLM: LoRA adapters that narrow scored 49% on image questions
     # (full tuning 55% from the same stage 1; see README, "Training notes").
     full_llm: bool = True
-    # bf16 autocast halves step time on CPUs with AVX512-BF16 and is what GPUs use anyway.
+    # "auto": bf16 autocast where it is native (it halves a step on CPUs with AVX512-BF16 and is what GPUs
+    # use), fp32 on other CPUs, where emulated bf16 made steps 20x slower (mm.train.precision).
     # Stages 0 (LM) and 1 (captions) on length-bucketed batches too: their first 80 steps took 0.53x and 0.76x
     # the time of plain ones (mm.train.buckets, BENCHMARKS.md).
     lm: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1000, batch_size=64, lr=2e-3, warmup=50, mixed_precision="bf16", bucket=50))
+        steps=1000, batch_size=64, lr=2e-3, warmup=50, mixed_precision="auto", bucket=50))
     image_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=800, batch_size=64, lr=1e-3, warmup=30, mixed_precision="bf16"))
+        steps=800, batch_size=64, lr=1e-3, warmup=30, mixed_precision="auto"))
     audio_encoder: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=600, batch_size=64, lr=1e-3, warmup=50, mixed_precision="bf16"))
+        steps=600, batch_size=64, lr=1e-3, warmup=50, mixed_precision="auto"))
     image_itc: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=600, batch_size=256, lr=1e-3, warmup=30, mixed_precision="bf16"))
+        steps=600, batch_size=256, lr=1e-3, warmup=30, mixed_precision="auto"))
     audio_itc: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=300, batch_size=256, lr=1e-3, warmup=30, mixed_precision="bf16"))
+        steps=300, batch_size=256, lr=1e-3, warmup=30, mixed_precision="auto"))
     # With hard negatives (each clip's caption with the motion or speed changed, mm.train.hard_negatives) the
     # temporal Q-Former learns motion, slowly: a probe on its outputs read direction / speed at 40 / 58% after
     # 400 steps, 80 / 93% after 1200 (without negatives 42 / 56% after 400: it dropped motion).
     video_itc: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1200, batch_size=64, lr=1e-3, warmup=30, mixed_precision="bf16"))
+        steps=1200, batch_size=64, lr=1e-3, warmup=30, mixed_precision="auto"))
     # Hard negative captions per item in stage 1a, by modality (absent: none; mm.train.hard_negatives).
     hard_negatives: dict[str, int] = field(default_factory=lambda: {"video": 4})
     # Weight of the object-slot loss in stage 1a, by modality (absent: none; mm.train.scene_slots): each image
@@ -87,13 +89,13 @@ class TinyRecipe:
     # at 97 / 99% after stage 1a, 65 / 65% after stage 1, 36 / 49% after stage 2 (mm bench probe-video).
     frozen_qformers: tuple[str, ...] = ("video",)
     bridge: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=600, batch_size=64, lr=1e-3, warmup=50, mixed_precision="bf16", bucket=50))
+        steps=600, batch_size=64, lr=1e-3, warmup=50, mixed_precision="auto", bucket=50))
     # Stage 2 underfits at 1800 steps of 5e-4 (59% on its own training images as on held-out ones): longer,
     # faster, with 2-4 questions of different types per example (mm.train.examples.DIALOGUE_QUESTIONS); its
     # loss was still falling at 2400 steps. 5000 steps on length-bucketed batches (windows of 50, padding 46% ->
     # 2%, mm.train.buckets) took 86 min (3000 plain ones 62) and gave +5 points on images (README).
     instruct: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=5000, batch_size=64, lr=1e-3, warmup=100, mixed_precision="bf16", bucket=50))
+        steps=5000, batch_size=64, lr=1e-3, warmup=100, mixed_precision="auto", bucket=50))
 
     @classmethod
     def smoke(cls) -> TinyRecipe:
@@ -261,7 +263,8 @@ def run_tiny(out: str | Path, recipe: TinyRecipe | None = None, ship: str | Path
     final = out / STAGES[-1].name / "model"
     if acc.is_main_process:
         report = {"timings_s": timings, "total_s": sum(timings.values()), "recipe": asdict(recipe),
-                  "device": str(acc.device), "processes": acc.num_processes, "threads": torch.get_num_threads()}
+                  "device": str(acc.device), "processes": acc.num_processes, "threads": torch.get_num_threads(),
+                  "cpu": torch.backends.cpu.get_cpu_capability(), "auto_precision": resolve_precision("auto", acc.device)}
         (out / "recipe.json").write_text(json.dumps(report, indent=2))
         if ship is not None:
             ship_model(final, ship)

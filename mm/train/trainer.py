@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mm.train.buckets import bucketed
+from mm.train.precision import MODES, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ class TrainConfig:
     warmup: int = 50  # linear warm-up steps
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     clip: float = 1.0  # max global grad norm (0 = off)
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # autocast (bf16 on GPUs)
+    # Autocast: "auto" is bf16 where the hardware computes it natively (CUDA, CPUs with AVX512-BF16 or AMX),
+    # fp32 elsewhere (mm.train.precision); "bf16" forces it, emulated or not.
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "no"
     log_every: int = 10  # steps between metric lines
     ckpt_every: int = 200  # steps between checkpoints
     seed: int = 0  # data order and dropout
@@ -58,6 +61,8 @@ class TrainConfig:
             raise ValueError(f"steps, batch_size, grad_accum must be >= 1: {self.steps}, {self.batch_size}, {self.grad_accum}")
         if self.bucket < 0:
             raise ValueError(f"bucket must be >= 0 (0 = plain batches): {self.bucket}")
+        if self.mixed_precision not in MODES:
+            raise ValueError(f"mixed_precision must be one of {', '.join(MODES)}: {self.mixed_precision!r}")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -95,8 +100,9 @@ def batches(dataset: Any, collate: Callable, cfg: TrainConfig, rank: int, world:
 
 def make_accelerator(mixed_precision: str = "no") -> Accelerator:
     """The Accelerator every stage uses. A batch may hold images only or sounds only, leaving one bridge
-    without gradients on some rank, so DDP must look for unused parameters."""
-    return Accelerator(mixed_precision=mixed_precision,
+    without gradients on some rank, so DDP must look for unused parameters. "auto" needs no loss scaler
+    (it is bf16 or nothing): `train` resolves it and enters its autocast itself."""
+    return Accelerator(mixed_precision="no" if mixed_precision == "auto" else mixed_precision,
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
@@ -138,9 +144,12 @@ def train(objective: nn.Module, dataset: Any, collate: Callable, cfg: TrainConfi
     device = acc.device
     if cfg.mixed_precision == "fp16" and acc.mixed_precision != "fp16":
         raise ValueError("fp16 needs a loss scaler: create the Accelerator with mixed_precision='fp16'")
-    # bf16 needs no scaler, so each stage can choose it on its own accelerator.
+    precision = resolve_precision(cfg.mixed_precision, device)
+    if cfg.mixed_precision == "auto":
+        logger.info("%s: mixed_precision auto -> %s on %s", desc, precision, device)
+
     def autocast():
-        if cfg.mixed_precision == "bf16":
+        if precision == "bf16":
             return torch.autocast(device.type, dtype=torch.bfloat16)
         return acc.autocast()
 
@@ -192,7 +201,7 @@ def train(objective: nn.Module, dataset: Any, collate: Callable, cfg: TrainConfi
             _save(acc, objective, names, optimizer, scheduler, step, epoch, offset, nonfinite_total, ckpt)
     bar.close()
     acc.wait_for_everyone()
-    return {"steps": step, "nonfinite": nonfinite_total, "config": asdict(cfg)}
+    return {"steps": step, "nonfinite": nonfinite_total, "config": asdict(cfg), "precision": precision}
 
 
 def _save(acc: Accelerator, objective: nn.Module, names: list[str], optimizer: Any, scheduler: Any,
